@@ -1,0 +1,53 @@
+# airlock task runner. The two commands a new user needs:
+#   make lab    bring the whole stack up in the local lab and print where to log in
+#   make test   run every test (lint, unit, AWS against an emulator, Molecule, end to end)
+# Both run as root on Debian/Ubuntu with Python >= 3.11; `make setup` is run by both.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 0
+export PY_COLORS ?= 0
+# Scenarios that run in parallel (2 cores: two at a time is the sweet spot).
+JOBS ?= 2
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+
+.PHONY: help setup lab lab-down test lint unit aws molecule e2e bench
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+setup:
+	@tools/setup.sh
+
+lab: setup
+	@$(BIN)/ansible-playbook playbooks/lab_up.yml
+	@$(BIN)/ansible-playbook site.yml
+	@$(BIN)/ansible-playbook playbooks/lab_info.yml
+
+lab-down: setup
+	@$(BIN)/ansible-playbook playbooks/lab_down.yml
+
+test: setup
+	@tools/run-tests.sh
+
+lint: setup
+	@tools/run-tests.sh lint
+
+unit: setup
+	@tools/run-tests.sh unit
+
+aws: setup
+	@tools/run-tests.sh aws
+
+molecule: setup
+	@tools/run-tests.sh molecule $(SCENARIOS)
+
+e2e: setup
+	@tools/run-tests.sh e2e
+
+bench: setup
+	@tools/bench.sh

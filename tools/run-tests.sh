@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The whole test suite, or some stages of it:
+#   tools/run-tests.sh                 every stage
+#   tools/run-tests.sh lint unit aws   just those
+#   tools/run-tests.sh molecule NAME.. only those Molecule scenarios
+# Stages: lint (yamllint, ansible-lint production profile), unit (pytest tests/unit),
+# aws (amazon.aws playbooks against a moto server on loopback), molecule (every scenario:
+# converge, idempotence, testinfra verify), e2e (the lab end to end).
+# lint, unit and aws run beside the Molecule scenarios; e2e runs last, alone.
+# Logs go to reports/<stage>.log; a summary table ends the run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg" PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
+JOBS=${JOBS:-2}
+mkdir -p reports
+declare -A RESULT DURATION
+
+run_stage() { # name command...
+  local name=$1; shift
+  local start=$SECONDS rc
+  echo "[$(date +%T)] start $name"
+  "$@" >"reports/$name.log" 2>&1
+  rc=$?
+  echo "$rc $((SECONDS - start))" >"reports/$name.rc"
+  if [ $rc -eq 0 ]; then echo "[$(date +%T)] pass  $name ($((SECONDS - start)) s)";
+  else echo "[$(date +%T)] FAIL  $name ($((SECONDS - start)) s), last lines of reports/$name.log:"; tail -n 40 "reports/$name.log" | sed 's/^/    /'; fi
+  return $rc
+}
+
+stage_lint() { yamllint -s . && ansible-lint --offline; }
+stage_unit() { pytest -q -p no:cacheprovider tests/unit; }
+stage_aws() { pytest -q -p no:cacheprovider tests/aws; }
+stage_e2e() { pytest -q -p no:cacheprovider -x tests/e2e; }
+scenario() { molecule test -s "$1"; }
+
+all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
+
+run_molecule() { # scenarios...
+  local s pids=() names=() running=0 i
+  [ $# -gt 0 ] || set -- $(all_scenarios)
+  for s in "$@"; do
+    run_stage "molecule-$s" scenario "$s" &
+    pids+=($!); names+=("molecule-$s"); running=$((running + 1))
+    if [ $running -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+  done
+  wait
+}
+
+summary() {
+  local f name rc secs failed=0
+  echo; printf '%-32s %-6s %8s\n' STAGE RESULT SECONDS
+  for f in reports/*.rc; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .rc); read -r rc secs <"$f"
+    printf '%-32s %-6s %8s\n' "$name" "$([ "$rc" = 0 ] && echo pass || echo FAIL)" "$secs"
+    [ "$rc" = 0 ] || failed=1
+  done
+  echo; [ $failed -eq 0 ] && echo "ALL TESTS PASSED" || echo "SOME TESTS FAILED (logs in reports/)"
+  return $failed
+}
+
+rm -f reports/*.rc
+start=$SECONDS
+if [ $# -eq 0 ]; then
+  { run_stage lint stage_lint; run_stage unit stage_unit; run_stage aws stage_aws; } &
+  run_molecule
+  wait
+  [ -d tests/e2e ] && run_stage e2e stage_e2e
+else
+  stage=$1; shift
+  case $stage in
+    molecule) run_molecule "$@" ;;
+    lint|unit|aws|e2e) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
+    *) echo "unknown stage $stage" >&2; exit 2 ;;
+  esac
+fi
+echo "total: $((SECONDS - start)) s"
+summary
