@@ -29,10 +29,10 @@ else
   nohup dockerd >"$log" 2>&1 &
 fi
 
-for _ in $(seq 1 60); do
+for _ in $(seq 1 "${AIRLOCK_DOCKER_WAIT:-60}"); do
   docker info >/dev/null 2>&1 && { echo "Docker engine is up"; exit 0; }
   sleep 1
 done
-echo "ERROR: the Docker engine did not start within 60 s. Its last log lines:" >&2
+echo "ERROR: the Docker engine did not start within ${AIRLOCK_DOCKER_WAIT:-60} s. Its last log lines:" >&2
 tail -n 25 "$log" >&2 2>/dev/null || journalctl -u docker -n 25 >&2 2>/dev/null || true
 exit 1
