@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""OpenHands stand-in: a small test double for the OpenHands server and its sandboxes.
+
+This is NOT OpenHands. It honours the part of the OpenHands V1 server contract that the
+airlock deployment relies on, so that the deployment and the egress firewall can be
+tested where the official image cannot be pulled. Python standard library only.
+
+Two modes:
+
+``standin.py server``  (the OpenHands app server stand-in, port 3000)
+    GET  /alive, /health, /ready      200 {"status": "ok"}
+    GET  /server_info                 what this is (says "stand-in")
+    GET  /api/v1/settings             the settings store (API key masked, like the real one)
+    POST /api/v1/settings             {"agent_settings_diff": {"llm": {...}}} merged and
+                                      saved to <persistence dir>/settings.json
+    GET  /sockets/events              a websocket that echoes text frames
+    POST /api/stand-in/sandboxes      start a sandbox container through the Docker socket,
+                                      like V1 does: image AGENT_SERVER_IMAGE_REPOSITORY:TAG,
+                                      ports 8000/8001/8011/8012 published on random host ports.
+                                      Body (optional): {"probe_urls": [...]}.
+    GET  /api/stand-in/sandboxes/<id> the sandbox's state, published ports, and the report its
+                                      process printed (LLM call and probes: status or error)
+    DELETE /api/stand-in/sandboxes/<id>
+
+``standin.py sandbox``  (the agent-server sandbox stand-in, ports 8000/8001/8011/8012)
+    At start: calls the configured LLM (LLM_BASE_URL, LLM_API_KEY, LLM_MODEL) and every URL
+    in STANDIN_PROBE_URLS, prints one line ``STANDIN-REPORT <json>`` on stdout.
+    GET  /alive                       200
+    POST /probe                       run one probe from inside the sandbox and say what
+                                      happened: {"kind": "llm"} | {"kind": "http", "url": U}
+                                      | {"kind": "tcp"|"udp", "host": H, "port": P}
+                                      | {"kind": "dns", "server": S, "name": N}
+                                      | {"kind": "ping", "host": H}
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import http.server
+import json
+import os
+import random
+import socket
+import socketserver
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+STANDIN_VERSION = "1"
+SANDBOX_PORTS = (8000, 8001, 8011, 8012)
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B60"
+
+
+def log(msg: str) -> None:
+    print(f"[stand-in] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- probes
+def probe_http(url: str, headers: dict | None = None, body: bytes | None = None, timeout: float = 4.0) -> dict:
+    req = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return {"ok": True, "status": resp.status, "body": resp.read(2048).decode("utf-8", "replace")}
+    except urllib.error.HTTPError as exc:
+        return {"ok": False, "status": exc.code, "error": f"HTTP {exc.code}"}
+    except Exception as exc:  # noqa: BLE001 - report every failure as data
+        return {"ok": False, "status": None, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def probe_llm(timeout: float = 5.0) -> dict:
+    base = os.environ.get("LLM_BASE_URL", "").rstrip("/")
+    if not base:
+        return {"ok": False, "status": None, "error": "LLM_BASE_URL is not set"}
+    payload = {
+        "model": os.environ.get("LLM_MODEL", ""),
+        "messages": [{"role": "user", "content": "stand-in sandbox says hello"}],
+    }
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {os.environ.get('LLM_API_KEY', '')}"}
+    result = probe_http(f"{base}/chat/completions", headers, json.dumps(payload).encode(), timeout)
+    result["url"] = f"{base}/chat/completions"
+    return result
+
+
+def probe_tcp(host: str, port: int, timeout: float = 3.0) -> dict:
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            sock.settimeout(timeout)
+            data = sock.recv(256)
+            return {"ok": True, "reply": data.decode("utf-8", "replace")[:80]}
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def probe_udp(host: str, port: int, timeout: float = 3.0) -> dict:
+    try:
+        info = socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)[0]
+        with socket.socket(info[0], socket.SOCK_DGRAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(info[4])
+            sock.send(b"stand-in udp probe")
+            data = sock.recv(512)
+            return {"ok": True, "reply": data.decode("utf-8", "replace")[:80]}
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def dns_query(server: str, name: str, qtype: int = 1, timeout: float = 3.0) -> dict:
+    qid = random.randint(0, 0xFFFF)
+    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\0"
+    packet = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", qtype, 1)
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(timeout)
+            sock.sendto(packet, (server, 53))
+            data, _ = sock.recvfrom(4096)
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    rid, flags, _qd, ancount = struct.unpack("!HHHH", data[:8])
+    rcode = flags & 0xF
+    answers = []
+    pos = 12 + len(qname) + 4
+    for _ in range(ancount):
+        if data[pos] & 0xC0 == 0xC0:
+            pos += 2
+        else:
+            while data[pos]:
+                pos += data[pos] + 1
+            pos += 1
+        rtype, _rclass, _ttl, rdlen = struct.unpack("!HHIH", data[pos:pos + 10])
+        pos += 10
+        rdata = data[pos:pos + rdlen]
+        pos += rdlen
+        if rtype == 1:
+            answers.append(socket.inet_ntop(socket.AF_INET, rdata))
+        elif rtype == 28:
+            answers.append(socket.inet_ntop(socket.AF_INET6, rdata))
+    return {"ok": rid == qid and rcode == 0, "rcode": rcode, "answers": answers}
+
+
+def probe_ping(host: str) -> dict:
+    flag = "-6" if ":" in host else "-4"
+    proc = subprocess.run(["ping", flag, "-c", "1", "-W", "2", host], capture_output=True, text=True, check=False)
+    return {"ok": proc.returncode == 0, "rc": proc.returncode, "error": proc.stderr.strip()[:200]}
+
+
+def run_probe(spec: dict) -> dict:
+    kind = spec.get("kind")
+    if kind == "llm":
+        return probe_llm()
+    if kind == "http":
+        return probe_http(spec["url"])
+    if kind == "tcp":
+        return probe_tcp(spec["host"], spec["port"])
+    if kind == "udp":
+        return probe_udp(spec["host"], spec["port"])
+    if kind == "dns":
+        return dns_query(spec["server"], spec["name"], 28 if spec.get("type") == "AAAA" else 1)
+    if kind == "ping":
+        return probe_ping(spec["host"])
+    return {"ok": False, "error": f"unknown probe kind {kind!r}"}
+
+
+# --------------------------------------------------------------------------- http helpers
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "openhands-stand-in/" + STANDIN_VERSION
+
+    def log_message(self, fmt, *args):  # quieter, one line per request on stderr
+        log(f"{self.client_address[0]} {fmt % args}")
+
+    def reply(self, code: int, obj) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def body_json(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not length:
+            return {}
+        return json.loads(self.rfile.read(length) or b"{}")
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+# --------------------------------------------------------------------------- docker API
+class DockerConnection(http.client.HTTPConnection):
+    def __init__(self, path: str = "/var/run/docker.sock"):
+        super().__init__("localhost", timeout=30)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(self.path)
+
+
+def docker(method: str, url: str, body=None):
+    conn = DockerConnection()
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    conn.request(method, url, body=json.dumps(body) if body is not None else None, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+def demux_logs(data: bytes) -> str:
+    """Docker multiplexes stdout/stderr of non-TTY containers in 8-byte-framed chunks."""
+    out, pos = [], 0
+    while pos + 8 <= len(data):
+        stream, size = data[pos], struct.unpack("!I", data[pos + 4:pos + 8])[0]
+        if stream not in (0, 1, 2):
+            return data.decode("utf-8", "replace")
+        if stream == 1:
+            out.append(data[pos + 8:pos + 8 + size])
+        pos += 8 + size
+    return b"".join(out).decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- server mode
+class AppState:
+    def __init__(self) -> None:
+        self.dir = os.environ.get("OH_PERSISTENCE_DIR", "/.openhands")
+        self.lock = threading.Lock()
+        os.makedirs(self.dir, exist_ok=True)
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.dir, "settings.json")
+
+    def load(self) -> dict:
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                return json.load(fh)
+        except FileNotFoundError:
+            return {"llm": {}}
+
+    def save(self, settings: dict) -> None:
+        tmp = self.path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(settings, fh, indent=2, sort_keys=True)
+        os.replace(tmp, self.path)
+
+    def public(self) -> dict:
+        llm = self.load().get("llm", {})
+        return {
+            "llm_model": llm.get("model"),
+            "llm_base_url": llm.get("base_url"),
+            "llm_api_key": None,
+            "llm_api_key_set": bool(llm.get("api_key")),
+            "agent_settings": {"llm": {"model": llm.get("model"), "base_url": llm.get("base_url")}},
+        }
+
+
+STATE: AppState | None = None
+
+
+def llm_env() -> dict:
+    """What a sandbox is given: the settings store first, the LLM_* env vars as fallback."""
+    llm = STATE.load().get("llm", {})
+    return {
+        "LLM_MODEL": llm.get("model") or os.environ.get("LLM_MODEL", ""),
+        "LLM_BASE_URL": llm.get("base_url") or os.environ.get("LLM_BASE_URL", ""),
+        "LLM_API_KEY": llm.get("api_key") or os.environ.get("LLM_API_KEY", ""),
+    }
+
+
+def start_sandbox(probe_urls: list[str]) -> tuple[int, dict]:
+    repo = os.environ.get("AGENT_SERVER_IMAGE_REPOSITORY")
+    tag = os.environ.get("AGENT_SERVER_IMAGE_TAG")
+    if not repo or not tag:
+        return 500, {"error": "AGENT_SERVER_IMAGE_REPOSITORY and AGENT_SERVER_IMAGE_TAG must both be set"}
+    name = f"oh-agent-server-standin-{int(time.time() * 1000) % 10**10}"
+    env = [f"{k}={v}" for k, v in llm_env().items()] + [f"STANDIN_PROBE_URLS={','.join(probe_urls)}"]
+    spec = {
+        "Image": f"{repo}:{tag}",
+        "Cmd": ["python3", "/opt/standin/standin.py", "sandbox"],
+        "Env": env,
+        "Labels": {"airlock.stand-in": "sandbox"},
+        "ExposedPorts": {f"{p}/tcp": {} for p in SANDBOX_PORTS},
+        # Like V1: every port on a random host port, on all interfaces.
+        "HostConfig": {"PortBindings": {f"{p}/tcp": [{"HostPort": ""}] for p in SANDBOX_PORTS}},
+    }
+    status, data = docker("POST", f"/containers/create?name={name}", spec)
+    if status != 201:
+        return 502, {"error": f"docker create: {status} {data.decode(errors='replace')}"}
+    cid = json.loads(data)["Id"]
+    status, data = docker("POST", f"/containers/{cid}/start")
+    if status not in (204, 304):
+        return 502, {"error": f"docker start: {status} {data.decode(errors='replace')}"}
+    return 201, sandbox_info(cid)
+
+
+def sandbox_info(cid: str) -> dict:
+    status, data = docker("GET", f"/containers/{cid}/json")
+    if status != 200:
+        return {"error": f"docker inspect: {status}"}
+    info = json.loads(data)
+    ports = {}
+    for key, binds in (info["NetworkSettings"].get("Ports") or {}).items():
+        if binds:
+            ports[key.split("/")[0]] = int(binds[0]["HostPort"])
+    _, logs = docker("GET", f"/containers/{cid}/logs?stdout=1&stderr=0")
+    report = None
+    for line in demux_logs(logs).splitlines():
+        if line.startswith("STANDIN-REPORT "):
+            report = json.loads(line[len("STANDIN-REPORT "):])
+    return {
+        "id": info["Id"],
+        "name": info["Name"].lstrip("/"),
+        "image": info["Config"]["Image"],
+        "running": info["State"]["Running"],
+        "ports": ports,
+        "report": report,
+    }
+
+
+class AppHandler(Handler):
+    def do_GET(self):  # noqa: N802
+        path = self.path.split("?")[0]
+        if path in ("/alive", "/health", "/ready"):
+            return self.reply(200, {"status": "ok"})
+        if path == "/server_info":
+            return self.reply(200, {"name": "openhands stand-in", "stand_in": True, "version": STANDIN_VERSION})
+        if path in ("/api/v1/settings", "/api/settings"):
+            return self.reply(200, STATE.public())
+        if path == "/sockets/events" and self.headers.get("Upgrade", "").lower() == "websocket":
+            return self.websocket()
+        if path.startswith("/api/stand-in/sandboxes/"):
+            return self.reply(200, sandbox_info(path.rsplit("/", 1)[1]))
+        return self.reply(404, {"error": "not found", "path": path})
+
+    def do_POST(self):  # noqa: N802
+        path = self.path.split("?")[0]
+        try:
+            body = self.body_json()
+        except ValueError:
+            return self.reply(400, {"error": "body is not JSON"})
+        if path in ("/api/v1/settings", "/api/settings"):
+            diff = (body.get("agent_settings_diff") or {}).get("llm")
+            if not isinstance(diff, dict):
+                return self.reply(422, {"error": "expected {'agent_settings_diff': {'llm': {...}}}"})
+            with STATE.lock:
+                settings = STATE.load()
+                settings.setdefault("llm", {}).update({k: v for k, v in diff.items() if k in ("model", "base_url", "api_key")})
+                STATE.save(settings)
+            return self.reply(200, STATE.public())
+        if path == "/api/stand-in/sandboxes":
+            code, obj = start_sandbox(list(body.get("probe_urls") or []))
+            return self.reply(code, obj)
+        return self.reply(404, {"error": "not found", "path": path})
+
+    def do_DELETE(self):  # noqa: N802
+        path = self.path.split("?")[0]
+        if path.startswith("/api/stand-in/sandboxes/"):
+            status, _ = docker("DELETE", f"/containers/{path.rsplit('/', 1)[1]}?force=1")
+            return self.reply(200 if status == 204 else 502, {"docker_status": status})
+        return self.reply(404, {"error": "not found"})
+
+    def websocket(self):
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                return
+            opcode, length = head[0] & 0x0F, head[1] & 0x7F
+            if length == 126:
+                length = struct.unpack("!H", self.rfile.read(2))[0]
+            elif length == 127:
+                length = struct.unpack("!Q", self.rfile.read(8))[0]
+            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+            if opcode == 0x8:
+                self.wfile.write(b"\x88\x00")
+                return
+            if opcode == 0x1:
+                out = ("stand-in echo: " + payload.decode("utf-8", "replace")).encode()
+                hdr = bytes([0x81, len(out)]) if len(out) < 126 else bytes([0x81, 126]) + struct.pack("!H", len(out))
+                self.wfile.write(hdr + out)
+                self.wfile.flush()
+
+
+def serve_app() -> None:
+    global STATE
+    STATE = AppState()
+    port = int(os.environ.get("STANDIN_PORT", "3000"))
+    log(f"OpenHands stand-in app on :{port}, state in {STATE.dir}")
+    Server(("0.0.0.0", port), AppHandler).serve_forever()
+
+
+# --------------------------------------------------------------------------- sandbox mode
+class SandboxHandler(Handler):
+    def do_GET(self):  # noqa: N802
+        if self.path.split("?")[0] == "/alive":
+            return self.reply(200, {"status": "ok", "stand_in": "sandbox", "port": self.server.server_address[1]})
+        return self.reply(404, {"error": "not found"})
+
+    def do_POST(self):  # noqa: N802
+        if self.path.split("?")[0] == "/probe":
+            try:
+                return self.reply(200, run_probe(self.body_json()))
+            except (KeyError, ValueError) as exc:
+                return self.reply(400, {"error": f"bad probe: {exc}"})
+        return self.reply(404, {"error": "not found"})
+
+
+def serve_sandbox() -> None:
+    report = {"llm": probe_llm(), "probes": {}}
+    for url in filter(None, os.environ.get("STANDIN_PROBE_URLS", "").split(",")):
+        report["probes"][url] = probe_http(url, timeout=3)
+    print("STANDIN-REPORT " + json.dumps(report), flush=True)
+    servers = [Server(("0.0.0.0", p), SandboxHandler) for p in SANDBOX_PORTS]
+    for srv in servers[1:]:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1] if len(sys.argv) > 1 else "server"
+    if mode == "server":
+        serve_app()
+    elif mode == "sandbox":
+        serve_sandbox()
+    else:
+        sys.exit(f"usage: {sys.argv[0]} server|sandbox")
