@@ -31,8 +31,8 @@ want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "creating the Python environment in .venv (pinned requirements.txt) ..."
   "$PYTHON" -m venv .venv
-  .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -r requirements.txt
+  .venv/bin/pip install -q -r requirements.txt >.venv/pip-install.log 2>&1 || {
+    tail -n 30 .venv/pip-install.log >&2; die "pip could not install requirements.txt (log: .venv/pip-install.log)"; }
   echo "$want" >"$stamp"
 fi
 
