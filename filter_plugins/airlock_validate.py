@@ -1,0 +1,95 @@
+"""Filters that turn validate.yml's probes into a plan and its results into report rows.
+
+Plain Python, unit tested in tests/unit/test_filter_airlock_validate.py.
+
+airlock_probe_plan(llm_url, canaries, dns)
+    The reachability probes to run from one vantage point (the server host, or a sandbox
+    container), each ``{"name", "args", "want"}``: ``args`` is the command line of
+    tools/probes/reach.py, ``want`` whether the destination must be reached.
+    ``canaries`` is a list of ``{"host", "port", "proto": tcp|udp}`` that must be blocked;
+    ``dns`` is ``{"name": <a name the resolver knows>, "canary_resolver": <address>}``.
+
+airlock_probe_rows(results, where)
+    Report rows ``{"check", "where", "ok", "detail"}`` from a looped ``command`` result
+    whose loop items came from airlock_probe_plan (reach.py exits 0 when it reached).
+
+airlock_port_rows(results, where, want_open, address)
+    Report rows from a looped ``wait_for`` (items are ports, ``failed_when: false``):
+    ok when the port was open exactly when ``want_open``.
+
+airlock_report_markdown(rows, title)
+    The Markdown report: a summary line and one table row per check.
+"""
+from __future__ import annotations
+
+import json
+
+
+def airlock_probe_plan(llm_url, canaries, dns):
+    plan = [{"name": "reaches the approved LLM endpoint", "args": ["http", llm_url], "want": True}]
+    for canary in canaries or []:
+        proto = canary.get("proto", "tcp")
+        if proto not in ("tcp", "udp"):
+            raise ValueError(f"validate_canaries: proto must be tcp or udp, got {proto!r}")
+        plan.append({
+            "name": f"canary {canary['host']}:{canary['port']}/{proto} is blocked",
+            "args": [proto, str(canary["host"]), str(canary["port"])],
+            "want": False,
+        })
+    if dns:
+        plan.append({"name": f"DNS via a foreign resolver ({dns['canary_resolver']}) is blocked",
+                     "args": ["dns", str(dns["canary_resolver"]), dns["name"]], "want": False})
+    return plan
+
+
+def airlock_probe_rows(results, where):
+    rows = []
+    for res in results.get("results", []):
+        item = res["item"]
+        try:
+            detail = json.loads(res.get("stdout", "").strip().splitlines()[-1])["detail"]
+        except (IndexError, ValueError, KeyError):
+            detail = (res.get("stderr") or res.get("msg") or "no output").strip()[:300]
+        reached = res.get("rc") == 0
+        rows.append({"check": item["name"], "where": where, "ok": reached == item["want"], "detail": detail})
+    return rows
+
+
+def airlock_port_rows(results, where, want_open, address):
+    rows = []
+    for res in results.get("results", []):
+        is_open = not res.get("failed", False)
+        verb = "answers" if want_open else "is closed to"
+        rows.append({
+            "check": f"{address}:{res['item']} {verb} {where}",
+            "where": where,
+            "ok": is_open == bool(want_open),
+            "detail": "open" if is_open else (res.get("msg") or "closed"),
+        })
+    return rows
+
+
+def airlock_report_markdown(rows, title):
+    failed = [r for r in rows if r["ok"] is False]
+    skipped = [r for r in rows if r["ok"] is None]
+    lines = [
+        f"# {title}", "",
+        f"**{'FAILED' if failed else 'PASSED'}**: {len(rows) - len(failed) - len(skipped)} passed, "
+        f"{len(failed)} failed, {len(skipped)} not applicable.", "",
+        "| result | check | where | detail |", "|---|---|---|---|",
+    ]
+    for r in rows:
+        mark = {True: "pass", False: "**FAIL**", None: "n/a"}[r["ok"]]
+        detail = str(r["detail"]).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {mark} | {r['check']} | {r['where']} | {detail} |")
+    return "\n".join(lines) + "\n"
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "airlock_probe_plan": airlock_probe_plan,
+            "airlock_probe_rows": airlock_probe_rows,
+            "airlock_port_rows": airlock_port_rows,
+            "airlock_report_markdown": airlock_report_markdown,
+        }

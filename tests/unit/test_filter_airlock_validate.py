@@ -1,0 +1,68 @@
+"""Unit tests of filter_plugins/airlock_validate.py (validate.yml's plan and report)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("airlock_validate", ROOT / "filter_plugins" / "airlock_validate.py")
+av = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(av)
+
+
+def test_plan_wants_the_llm_and_blocks_every_canary_and_foreign_dns():
+    plan = av.airlock_probe_plan(
+        "http://llm.test:8000/v1/models",
+        [{"host": "decoy.test", "port": 80}, {"host": "10.0.0.9", "port": 123, "proto": "udp"}],
+        {"name": "llm.test", "canary_resolver": "10.0.0.9"},
+    )
+    assert [(p["args"], p["want"]) for p in plan] == [
+        (["http", "http://llm.test:8000/v1/models"], True),
+        (["tcp", "decoy.test", "80"], False),
+        (["udp", "10.0.0.9", "123"], False),
+        (["dns", "10.0.0.9", "llm.test"], False),
+    ]
+
+
+def test_plan_rejects_an_unknown_protocol():
+    with pytest.raises(ValueError, match="validate_canaries"):
+        av.airlock_probe_plan("http://x/", [{"host": "a", "port": 1, "proto": "icmp"}], None)
+
+
+def _result(name, want, rc, detail="d"):
+    return {"item": {"name": name, "want": want}, "rc": rc,
+            "stdout": json.dumps({"reached": rc == 0, "detail": detail})}
+
+
+def test_rows_pass_only_when_reachability_matches_the_wish():
+    rows = av.airlock_probe_rows({"results": [
+        _result("llm", True, 0), _result("llm-down", True, 1),
+        _result("canary", False, 1, "timed out"), _result("canary-open", False, 0),
+    ]}, "server host")
+    assert [r["ok"] for r in rows] == [True, False, True, False]
+    assert rows[2] == {"check": "canary", "where": "server host", "ok": True, "detail": "timed out"}
+
+
+def test_rows_survive_a_probe_that_printed_nothing():
+    rows = av.airlock_probe_rows({"results": [{"item": {"name": "x", "want": True}, "rc": 127,
+                                               "stdout": "", "stderr": "python3: not found"}]}, "sandbox")
+    assert rows[0]["ok"] is False and "not found" in rows[0]["detail"]
+
+
+def test_port_rows():
+    results = {"results": [{"item": 3000, "failed": False}, {"item": 40000, "failed": True, "msg": "Timeout"}]}
+    assert [r["ok"] for r in av.airlock_port_rows(results, "the proxy", True, "10.0.1.5")] == [True, False]
+    assert [r["ok"] for r in av.airlock_port_rows(results, "the router", False, "10.0.1.5")] == [False, True]
+
+
+def test_markdown_report_counts_and_marks_failures():
+    md = av.airlock_report_markdown([
+        {"check": "a", "where": "x", "ok": True, "detail": "fine"},
+        {"check": "b", "where": "y", "ok": False, "detail": "a|b"},
+        {"check": "c", "where": "z", "ok": None, "detail": "container"},
+    ], "t")
+    assert "**FAILED**: 1 passed, 1 failed, 1 not applicable." in md
+    assert "| **FAIL** | b | y | a\\|b |" in md and "| n/a | c |" in md
