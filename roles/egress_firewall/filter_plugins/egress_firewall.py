@@ -1,0 +1,187 @@
+"""Filters of the egress_firewall role: input validation and ruleset building.
+
+Plain Python (``ipaddress`` for all address arithmetic) so the checks can be unit tested
+without Ansible.
+
+egress_firewall_input_errors(inputs)
+    Every check argument specs cannot express; a list of messages, each starting with
+    the name of the offending variable (empty when the input is valid).
+egress_firewall_static_destinations(endpoints)
+    Fixed-address destinations of the LLM endpoint list:
+    ``[{"name", "family": "ip"|"ip6", "cidr", "port"}]``.
+egress_firewall_host_destinations(endpoints)
+    Name-based destinations (resolved into sets by the refresh job):
+    ``[{"name", "hosts", "ports"}]``; a ``bedrock: true`` entry becomes the regional
+    ``bedrock-runtime`` name, which resolves to the interface endpoint in the VPC.
+egress_firewall_by_family(addresses)
+    ``{"ip": [...], "ip6": [...]}`` of normalised addresses/networks.
+egress_firewall_address_in(address, networks)
+    True when the address lies in one of the networks (the SSH lockout guard).
+
+``inputs`` is a dict of the role's variables without the ``egress_firewall_`` prefix.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+PREFIX = "egress_firewall_"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$", re.I)
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+IFACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\*?$")
+
+
+def _is_address(value) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+        return True
+    except ValueError:
+        return False
+
+
+def _is_network(value) -> bool:
+    """An address or a CIDR network without host bits (10.0.0.0/24 yes, 10.0.0.1/24 no)."""
+    try:
+        ipaddress.ip_network(str(value), strict=True)
+        return True
+    except ValueError:
+        return False
+
+
+def _port_ok(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+
+
+def _destination_errors(var, entries, errors, allow_bedrock):
+    names = set()
+    for i, entry in enumerate(entries or []):
+        where = f"{PREFIX}{var}[{i}]"
+        if not isinstance(entry, dict):
+            errors.append(f"{where} must be a mapping with name and hosts/cidrs")
+            continue
+        name = entry.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            errors.append(f"{where}.name must match [a-z0-9-] (got {name!r})")
+        elif name in names:
+            errors.append(f"{where}.name {name!r} is used twice")
+        names.add(name)
+        hosts, cidrs = entry.get("hosts") or [], entry.get("cidrs") or []
+        bedrock = bool(entry.get("bedrock")) if allow_bedrock else False
+        if not hosts and not cidrs and not bedrock:
+            errors.append(f"{where} ({name}) needs hosts or cidrs" + (" (or bedrock: true)" if allow_bedrock else ""))
+        for host in hosts:
+            if not isinstance(host, str) or not HOST_RE.match(host) or _is_address(host):
+                errors.append(f"{where}.hosts: {host!r} is not a DNS name (put addresses in cidrs)")
+        for cidr in cidrs:
+            if not _is_network(cidr):
+                errors.append(f"{where}.cidrs: {cidr!r} is not an address or a CIDR network without host bits")
+            elif ipaddress.ip_network(str(cidr)).prefixlen == 0:
+                errors.append(f"{where}.cidrs: {cidr!r} would allow everything")
+        if bedrock and not REGION_RE.match(str(entry.get("region", ""))):
+            errors.append(f"{where}.region must be an AWS region such as us-east-1 when bedrock is true")
+        ports = entry.get("ports", [entry.get("port", 443)]) if var == "maintenance_destinations" else [entry.get("port", 443)]
+        for port in ports:
+            if not _port_ok(port):
+                errors.append(f"{where}.port{'s' if var == 'maintenance_destinations' else ''}: {port!r} is not a TCP port")
+    return names
+
+
+def egress_firewall_input_errors(inputs):
+    errors = []
+    endpoints = inputs.get("llm_endpoints") or []
+    if not endpoints:
+        errors.append(f"{PREFIX}llm_endpoints is empty: list at least one approved LLM endpoint")
+    _destination_errors("llm_endpoints", endpoints, errors, allow_bedrock=True)
+    needs_dns = any(e.get("hosts") or e.get("bedrock") for e in endpoints if isinstance(e, dict))
+    dns = inputs.get("dns_servers") or []
+    if needs_dns and not dns:
+        errors.append(f"{PREFIX}dns_servers is empty but endpoints are given by name: name the resolver")
+    for var in ("dns_servers", "ntp_servers"):
+        for value in inputs.get(var) or []:
+            if not _is_address(value):
+                errors.append(f"{PREFIX}{var}: {value!r} is not an IP address")
+    for var in ("proxy_addresses", "ssh_sources"):
+        for value in inputs.get(var) or []:
+            if not _is_network(value):
+                errors.append(f"{PREFIX}{var}: {value!r} is not an address or a CIDR network without host bits")
+    if not inputs.get("proxy_addresses"):
+        errors.append(f"{PREFIX}proxy_addresses is empty: the proxy is the only way in")
+    rng = inputs.get("sandbox_port_range") or {}
+    start, end = rng.get("start"), rng.get("end")
+    if not (_port_ok(start) and _port_ok(end) and start <= end):
+        errors.append(f"{PREFIX}sandbox_port_range must be {{start, end}} TCP ports with start <= end (got {rng!r})")
+    for var in ("ssh_port", "openhands_port"):
+        if not _port_ok(inputs.get(var)):
+            errors.append(f"{PREFIX}{var}: {inputs.get(var)!r} is not a TCP port")
+    for port in inputs.get("proxy_callback_ports") or []:
+        if not _port_ok(port):
+            errors.append(f"{PREFIX}proxy_callback_ports: {port!r} is not a TCP port")
+    for iface in inputs.get("container_interfaces") or []:
+        if not isinstance(iface, str) or not IFACE_RE.match(iface):
+            errors.append(f"{PREFIX}container_interfaces: {iface!r} is not an interface name (a trailing * is allowed)")
+    known = _destination_errors("maintenance_destinations", inputs.get("maintenance_destinations"), errors, allow_bedrock=False)
+    for name in inputs.get("maintenance_open") or []:
+        if name not in known:
+            errors.append(f"{PREFIX}maintenance_open: {name!r} is not a name in {PREFIX}maintenance_destinations")
+    for var in ("log_prefix", "ingress_log_prefix"):
+        if not re.match(r"^[A-Za-z0-9_-]{1,24}$", str(inputs.get(var, ""))):
+            errors.append(f"{PREFIX}{var} must be 1-24 characters [A-Za-z0-9_-]")
+    if not re.match(r"^\d+/(second|minute|hour)$", str(inputs.get("log_rate", ""))):
+        errors.append(f"{PREFIX}log_rate must look like 10/minute")
+    return errors
+
+
+def egress_firewall_static_destinations(endpoints):
+    out = []
+    for entry in endpoints or []:
+        for cidr in entry.get("cidrs") or []:
+            net = ipaddress.ip_network(str(cidr), strict=True)
+            out.append({
+                "name": entry["name"],
+                "family": "ip" if net.version == 4 else "ip6",
+                "cidr": str(net),
+                "port": entry.get("port", 443),
+                "ports": entry.get("ports", [entry.get("port", 443)]),
+            })
+    return out
+
+
+def egress_firewall_host_destinations(endpoints):
+    out = []
+    for entry in endpoints or []:
+        hosts = [h.lower() for h in entry.get("hosts") or []]
+        if entry.get("bedrock"):
+            hosts.append(f"bedrock-runtime.{entry['region']}.amazonaws.com")
+        if hosts:
+            out.append({"name": entry["name"], "hosts": hosts, "ports": [entry.get("port", 443)]})
+    return out
+
+
+def egress_firewall_by_family(addresses):
+    out = {"ip": [], "ip6": []}
+    for value in addresses or []:
+        net = ipaddress.ip_network(str(value), strict=False)
+        text = str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+        out["ip" if net.version == 4 else "ip6"].append(text)
+    return out
+
+
+def egress_firewall_address_in(address, networks):
+    """True when ``address`` lies in one of ``networks``."""
+    try:
+        addr = ipaddress.ip_address(str(address))
+    except ValueError:
+        return False
+    return any(addr in ipaddress.ip_network(str(n), strict=False) for n in networks or [])
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "egress_firewall_input_errors": egress_firewall_input_errors,
+            "egress_firewall_static_destinations": egress_firewall_static_destinations,
+            "egress_firewall_host_destinations": egress_firewall_host_destinations,
+            "egress_firewall_by_family": egress_firewall_by_family,
+            "egress_firewall_address_in": egress_firewall_address_in,
+        }
