@@ -15,7 +15,7 @@ export PY_COLORS ?= 0
 JOBS ?= 2
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help setup lab lab-down test lint unit aws molecule e2e bench
+.PHONY: help setup lab lab-down test lint unit roles aws host molecule e2e bench
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -40,8 +40,14 @@ lint: setup
 unit: setup
 	@tools/run-tests.sh unit
 
+roles: setup
+	@tools/run-tests.sh roles
+
 aws: setup
 	@tools/run-tests.sh aws
+
+host: setup
+	@tools/run-tests.sh host
 
 molecule: setup
 	@tools/run-tests.sh molecule $(SCENARIOS)

@@ -4,9 +4,12 @@
 #   tools/run-tests.sh lint unit aws   just those
 #   tools/run-tests.sh molecule NAME.. only those Molecule scenarios
 # Stages: lint (yamllint, ansible-lint production profile), unit (pytest tests/unit),
-# aws (amazon.aws playbooks against a moto server on loopback), molecule (every scenario:
-# converge, idempotence, testinfra verify), e2e (the lab end to end).
-# lint, unit and aws run beside the Molecule scenarios; e2e runs last, alone.
+# roles (bad role input refused before any change: tests/roles), aws (amazon.aws playbooks
+# against a moto server on loopback: tests/aws), host (audit rules in this machine's real
+# kernel: tests/host), molecule (every scenario: converge, idempotence, testinfra verify),
+# e2e (the lab end to end: tests/e2e).
+# lint, unit, roles, aws and host run one after another beside the Molecule scenarios;
+# e2e runs last, alone.
 # Logs go to reports/<stage>.log; a summary table ends the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +32,10 @@ run_stage() { # name command...
 
 stage_lint() { yamllint -s . && ansible-lint --offline; }
 stage_unit() { pytest -q -p no:cacheprovider tests/unit; }
+stage_roles() { pytest -q -p no:cacheprovider tests/roles; }
 stage_aws() { pytest -q -p no:cacheprovider tests/aws; }
-stage_e2e() { pytest -q -p no:cacheprovider -x tests/e2e; }
+stage_host() { pytest -q -p no:cacheprovider -rs tests/host; }
+stage_e2e() { pytest -q -p no:cacheprovider -rs tests/e2e; }
 scenario() { molecule test -s "$1"; }
 
 all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
@@ -62,7 +67,7 @@ summary() {
 rm -f reports/*.rc
 start=$SECONDS
 if [ $# -eq 0 ]; then
-  { run_stage lint stage_lint; run_stage unit stage_unit; run_stage aws stage_aws; } &
+  { for s in lint unit roles aws host; do run_stage "$s" "stage_$s"; done; } &
   run_molecule
   wait
   [ -d tests/e2e ] && run_stage e2e stage_e2e
@@ -70,7 +75,7 @@ else
   stage=$1; shift
   case $stage in
     molecule) run_molecule "$@" ;;
-    lint|unit|aws|e2e) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
+    lint|unit|roles|aws|host|e2e) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 fi

@@ -43,5 +43,7 @@ if ! .venv/bin/python tools/check_collections.py collections/requirements.yml; t
   .venv/bin/python tools/check_collections.py collections/requirements.yml
 fi
 
-# --- base images ----------------------------------------------------------------------------
+# --- images ---------------------------------------------------------------------------------
 tools/testbed/build-images.sh
+# The test stand-in for the OpenHands server and its sandboxes (see tools/standin/README.md).
+tools/standin/build.sh
