@@ -1,0 +1,21 @@
+"""Filters of the fail2ban role.
+
+fail2ban_is_network(value)
+    True for an IPv4/IPv6 address or a CIDR network without host bits (ignoreip entries).
+"""
+from __future__ import annotations
+
+import ipaddress
+
+
+def is_network(value) -> bool:
+    try:
+        ipaddress.ip_network(str(value), strict=True)
+    except ValueError:
+        return False
+    return True
+
+
+class FilterModule:
+    def filters(self):
+        return {"fail2ban_is_network": is_network}
