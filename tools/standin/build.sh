@@ -2,7 +2,8 @@
 # Build the OpenHands stand-in image from the local base image airlock/debian:12 (no registry):
 #
 #   tools/standin/build.sh                 build airlock/openhands-standin:<recipe> and :latest
-#   tools/standin/build.sh --save FILE     also write a `docker save` archive of it to FILE
+#   tools/standin/build.sh --save FILE     also write a `docker save` archive of it to FILE,
+#                                          and its recipe tag to FILE.tag
 #
 # The image is rebuilt only when its recipe (this script and openhands-standin/*) changes;
 # the recipe hash is the image tag and the label airlock.recipe.
@@ -29,5 +30,6 @@ fi
 
 if [ -n "$save" ]; then
   docker save -o "$save" "$image:$recipe" "$image:latest"
+  echo "$recipe" >"$save.tag"
   echo "saved $image:$recipe to $save"
 fi

@@ -256,8 +256,10 @@ class AppState:
         os.replace(tmp, self.path)
 
     def public(self) -> dict:
-        llm = self.load().get("llm", {})
+        settings = self.load()
+        llm = settings.get("llm", {})
         return {
+            **settings.get("extra", {}),
             "llm_model": llm.get("model"),
             "llm_base_url": llm.get("base_url"),
             "llm_api_key": None,
@@ -357,6 +359,8 @@ class AppHandler(Handler):
             with STATE.lock:
                 settings = STATE.load()
                 settings.setdefault("llm", {}).update({k: v for k, v in diff.items() if k in ("model", "base_url", "api_key")})
+                # Top-level settings (e.g. user_consents_to_analytics) are kept as given.
+                settings.setdefault("extra", {}).update({k: v for k, v in body.items() if k != "agent_settings_diff"})
                 STATE.save(settings)
             return self.reply(200, STATE.public())
         if path == "/api/stand-in/sandboxes":

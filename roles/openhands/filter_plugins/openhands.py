@@ -1,0 +1,70 @@
+"""Filters of the openhands role: input validation (plain Python, unit-testable).
+
+openhands_input_errors(inputs)
+    Every check argument specs cannot express; a list of messages, each starting with the
+    name of the offending variable (empty when valid). ``inputs`` is a dict of the role's
+    variables without the ``openhands_`` prefix.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+PREFIX = "openhands_"
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[0-9a-f]{64})?$|^sha256:[0-9a-f]{64}$")
+REPO_RE = re.compile(r"^[a-z0-9]+([._/:-][a-z0-9]+)*$")
+ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _url_ok(value, schemes=("http", "https")) -> bool:
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        _ = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in schemes and bool(parts.hostname)
+
+
+def openhands_input_errors(inputs):
+    errors = []
+    # The key itself is never passed in: only whether it is set and whether it is one line.
+    if not inputs.get("llm_api_key_set"):
+        errors.append(f"{PREFIX}llm_api_key is empty: set it from vault (it is never logged)")
+    elif inputs.get("llm_api_key_multiline"):
+        errors.append(f"{PREFIX}llm_api_key must be one line")
+    if not inputs.get("llm_model") or any(c.isspace() for c in str(inputs.get("llm_model"))):
+        errors.append(f"{PREFIX}llm_model must be a model name such as openai/gpt-4o (got {inputs.get('llm_model')!r})")
+    if not _url_ok(inputs.get("llm_base_url")):
+        errors.append(f"{PREFIX}llm_base_url is not an http(s) URL (got {inputs.get('llm_base_url')!r})")
+    bind = inputs.get("bind_address")
+    try:
+        addr = ipaddress.ip_address(str(bind))
+        if addr.is_unspecified:
+            errors.append(f"{PREFIX}bind_address must be the private address, not {bind} (every interface)")
+    except ValueError:
+        errors.append(f"{PREFIX}bind_address is not an IP address (got {bind!r})")
+    pattern = inputs.get("sandbox_url_pattern")
+    if pattern and (not _url_ok(pattern.replace("{port}", "1")) or "{port}" not in pattern):
+        errors.append(f"{PREFIX}sandbox_url_pattern must be an http(s) URL containing {{port}} (got {pattern!r})")
+    for var in ("image_repository", "agent_server_image_repository"):
+        if not REPO_RE.match(str(inputs.get(var, ""))):
+            errors.append(f"{PREFIX}{var} is not an image repository (got {inputs.get(var)!r})")
+    for var in ("image_tag", "agent_server_image_tag"):
+        if not TAG_RE.match(str(inputs.get(var, ""))) or str(inputs.get(var)) == "latest":
+            errors.append(f"{PREFIX}{var} must be a pinned tag or digest, not {inputs.get(var)!r}")
+    if inputs.get("image_source") == "archive":
+        for var in ("image_archive", "agent_server_image_archive"):
+            if not inputs.get(var):
+                errors.append(f"{PREFIX}{var} is empty but {PREFIX}image_source is archive")
+    for name, value in (inputs.get("extra_env") or {}).items():
+        if not ENV_RE.match(str(name)) or any(c in str(value) for c in "\r\n"):
+            errors.append(f"{PREFIX}extra_env: {name!r} must be a variable name with a one-line value")
+    return errors
+
+
+class FilterModule:
+    def filters(self):
+        return {"openhands_input_errors": openhands_input_errors}
