@@ -25,6 +25,10 @@ import os
 import socket
 import ssl
 import sys
+import warnings
+
+# The probe must be able to OFFER TLS 1.0/1.1 to prove the proxy refuses them.
+warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*TLSv1")
 
 TLS_VERSIONS = {
     "TLSv1": ssl.TLSVersion.TLSv1,
