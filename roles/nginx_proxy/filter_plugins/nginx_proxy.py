@@ -7,8 +7,6 @@ nginx_proxy_port_range_regex(start, end)
     (nginx has no numeric comparison; a regex keeps the check in the location match).
 nginx_proxy_address_kind(value)
     ``ipv4``, ``ipv6``, ``hostname`` or ``invalid``: the upstream address check.
-nginx_proxy_is_network(value)
-    True for an IP address or a CIDR network without host bits.
 """
 from __future__ import annotations
 
@@ -87,19 +85,10 @@ def address_kind(value) -> str:
     return "invalid"
 
 
-def is_network(value) -> bool:
-    """True for an IPv4/IPv6 address or a network in CIDR notation (host bits unset)."""
-    try:
-        ipaddress.ip_network(str(value), strict=True)
-    except ValueError:
-        return False
-    return True
-
 
 class FilterModule:
     def filters(self):
         return {
             "nginx_proxy_port_range_regex": port_range_regex,
             "nginx_proxy_address_kind": address_kind,
-            "nginx_proxy_is_network": is_network,
         }

@@ -41,6 +41,7 @@ import http.server
 import json
 import os
 import random
+import signal
 import socket
 import socketserver
 import struct
@@ -442,6 +443,8 @@ def serve_sandbox() -> None:
 
 
 if __name__ == "__main__":
+    # PID 1 in its container: exit promptly on docker stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     mode = sys.argv[1] if len(sys.argv) > 1 else "server"
     if mode == "server":
         serve_app()

@@ -1,7 +1,7 @@
-"""Filters of the fail2ban role.
+"""Tests of the fail2ban role.
 
 fail2ban_is_network(value)
-    True for an IPv4/IPv6 address or a CIDR network without host bits (ignoreip entries).
+    True for an IPv4/IPv6 address or a CIDR network without host bits.
 """
 from __future__ import annotations
 
@@ -16,6 +16,6 @@ def is_network(value) -> bool:
     return True
 
 
-class FilterModule:
-    def filters(self):
+class TestModule:
+    def tests(self):
         return {"fail2ban_is_network": is_network}

@@ -1,0 +1,247 @@
+"""Server tier behaviour: the server host and its sandbox containers reach the approved
+LLM endpoint and nothing else; only the proxy gets in; all of it survives restarts.
+
+Every "blocked" check has a positive control: the same probe from the unfiltered proxy
+container succeeds, so a check fails if the decoy is merely down.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import pytest
+import testinfra
+
+SERVER_IP, LLM_IP, DECOY_IP, PROXY_IP = "10.213.5.10", "10.213.5.20", "10.213.5.30", "10.213.5.40"
+DECOY_IP6 = "fd5e:a1c0:213:5::30"
+KEY = "sk-airlock-stand-in-test-key"
+PROBE = "import sys, json; sys.path.insert(0, '/usr/local/lib/airlock-test'); import standin; print(json.dumps(standin.run_probe(json.loads(sys.argv[1]))))"
+
+server = testinfra.get_host("docker://server_tier-server")
+llm = testinfra.get_host("docker://server_tier-llm")
+decoy = testinfra.get_host("docker://server_tier-decoy")
+proxy = testinfra.get_host("docker://server_tier-proxy")
+
+BLOCKED_PROBES = [
+    {"kind": "tcp", "host": DECOY_IP, "port": 8000},
+    {"kind": "tcp", "host": DECOY_IP, "port": 9000},
+    {"kind": "udp", "host": DECOY_IP, "port": 9001},
+    {"kind": "udp", "host": DECOY_IP, "port": 123},
+    {"kind": "ping", "host": DECOY_IP},
+    {"kind": "tcp", "host": DECOY_IP6, "port": 8000},
+    {"kind": "ping", "host": DECOY_IP6},
+    {"kind": "dns", "server": DECOY_IP, "name": "decoy.airlock.test"},
+]
+
+
+def probe(host, spec: dict) -> dict:
+    out = host.check_output(f"python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}")
+    return json.loads(out)
+
+
+def http(host, url: str, method: str = "GET", body: dict | None = None, timeout: int = 5):
+    """(status, parsed body or None) of a request made from `host`; status 0 if unreachable."""
+    data = f"-H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body))}" if body is not None else ""
+    cmd = host.run(f"curl -sS -m {timeout} -X {method} {data} -w '\\n%{{http_code}}' {shlex.quote(url)}")
+    if cmd.rc != 0:
+        return 0, None
+    text, _, code = cmd.stdout.rpartition("\n")
+    try:
+        return int(code), json.loads(text) if text else None
+    except ValueError:
+        return int(code), text
+
+
+def wait_for(func, timeout=60, step=1):
+    deadline = time.time() + timeout
+    while True:
+        result = func()
+        if result or time.time() > deadline:
+            return result
+        time.sleep(step)
+
+
+def llm_requests() -> list:
+    return json.loads(llm.check_output("curl -s http://127.0.0.1:8000/_requests"))
+
+
+def start_sandbox(probe_urls=()):
+    status, info = http(proxy, f"http://{SERVER_IP}:3000/api/stand-in/sandboxes", "POST", {"probe_urls": list(probe_urls)})
+    assert status == 201, info
+    port = info["ports"]["8000"]
+    assert wait_for(lambda: http(proxy, f"http://{SERVER_IP}:{port}/alive")[0] == 200, 30), "sandbox never answered"
+    return info
+
+
+def sandbox_probe(info, spec):
+    status, result = http(proxy, f"http://{SERVER_IP}:{info['ports']['8000']}/probe", "POST", spec, timeout=15)
+    assert status == 200, result
+    return result
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    info = start_sandbox([f"http://{DECOY_IP}:8000/", f"http://{LLM_IP}:8000/health"])
+    yield info
+    http(proxy, f"http://{SERVER_IP}:3000/api/stand-in/sandboxes/{info['id']}", "DELETE")
+
+
+# ----------------------------------------------------------------------------- the host
+def test_host_reaches_the_llm_with_the_key():
+    status, body = http(server, f"http://{LLM_IP}:8000/v1/chat/completions", "POST", {"model": "m", "messages": []})
+    assert status == 401  # reachable; the fake LLM insists on the key
+    cmd = server.run(f"curl -sS -m 5 -H 'Authorization: Bearer {KEY}' -d '{{\"model\": \"m\", \"stream\": true}}' "
+                     f"http://{LLM_IP}:8000/v1/chat/completions")
+    assert cmd.rc == 0 and "data: [DONE]" in cmd.stdout
+    assert any(r["source"] == SERVER_IP and r["stream"] for r in llm_requests())
+
+
+@pytest.mark.parametrize("spec", BLOCKED_PROBES, ids=lambda s: f"{s['kind']}-{s.get('host', s.get('server'))}-{s.get('port', '')}")
+def test_host_cannot_reach_the_decoy(spec):
+    assert probe(proxy, spec)["ok"], f"positive control failed: the decoy does not answer {spec}"
+    assert not probe(server, spec)["ok"], f"server reached the decoy: {spec}"
+
+
+def test_dns_only_through_the_configured_resolver():
+    answer = probe(server, {"kind": "dns", "server": LLM_IP, "name": "llm.airlock.test"})
+    assert answer["ok"] and answer["answers"] == [LLM_IP]
+    assert server.check_output("getent hosts llm.airlock.test").split()[0] == LLM_IP
+
+
+def test_drops_are_counted_by_the_logging_rule():
+    """The kernel does not emit nft log lines from a container's network namespace
+    (nf_log_all_netns=0), so the proof here is the logging rule's own counter."""
+    def packets():
+        rules = json.loads(server.check_output("nft -j list chain inet airlock egress_drop"))["nftables"]
+        for item in rules:
+            exprs = item.get("rule", {}).get("expr", [])
+            if any("log" in e and e["log"].get("prefix", "").startswith("AIRLOCK-EGRESS-DROP") for e in exprs):
+                return next(e["counter"]["packets"] for e in exprs if "counter" in e)
+        raise AssertionError("no AIRLOCK-EGRESS-DROP logging rule")
+    before = packets()
+    probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 9000})
+    assert packets() > before
+
+
+# ----------------------------------------------------------------------------- sandboxes
+def test_sandbox_called_the_llm_with_the_configured_key(sandbox):
+    info = wait_for(lambda: (lambda i: i if i.get("report") else None)(
+        http(proxy, f"http://{SERVER_IP}:3000/api/stand-in/sandboxes/{sandbox['id']}")[1]), 30)
+    report = info["report"]
+    assert report["llm"]["ok"] and report["llm"]["status"] == 200, report
+    assert report["probes"][f"http://{LLM_IP}:8000/health"]["ok"]
+    assert not report["probes"][f"http://{DECOY_IP}:8000/"]["ok"]
+    assert any(r["source"] == SERVER_IP and r["authorization"] == f"Bearer {KEY}" and r["model"] == "openai/fake-model"
+               for r in llm_requests())
+
+
+@pytest.mark.parametrize("spec", [s for s in BLOCKED_PROBES if ":" not in s.get("host", "")],
+                         ids=lambda s: f"{s['kind']}-{s.get('host', s.get('server'))}-{s.get('port', '')}")
+def test_sandbox_cannot_reach_the_decoy(sandbox, spec):
+    assert probe(proxy, spec)["ok"], f"positive control failed: {spec}"
+    assert not sandbox_probe(sandbox, spec)["ok"], f"sandbox reached the decoy: {spec}"
+
+
+def test_sandbox_has_no_ipv6_route_out(sandbox):
+    # The inner Docker bridge has no IPv6: nothing to forward; the inet table covers it anyway.
+    assert not sandbox_probe(sandbox, {"kind": "tcp", "host": DECOY_IP6, "port": 8000})["ok"]
+
+
+def test_sandbox_dns_only_through_the_configured_resolver(sandbox):
+    answer = sandbox_probe(sandbox, {"kind": "dns", "server": LLM_IP, "name": "llm.airlock.test"})
+    assert answer["ok"] and answer["answers"] == [LLM_IP]
+
+
+def test_sandbox_reaches_the_llm(sandbox):
+    result = sandbox_probe(sandbox, {"kind": "llm"})
+    assert result["ok"] and result["status"] == 200
+
+
+# ----------------------------------------------------------------------------- inbound
+def test_app_and_sandbox_ports_from_the_proxy_only(sandbox):
+    port = sandbox["ports"]["8000"]
+    assert http(proxy, f"http://{SERVER_IP}:3000/alive")[0] == 200
+    assert http(proxy, f"http://{SERVER_IP}:{port}/alive")[0] == 200
+    assert http(decoy, f"http://{SERVER_IP}:3000/alive", timeout=3)[0] == 0
+    assert http(decoy, f"http://{SERVER_IP}:{port}/alive", timeout=3)[0] == 0
+    assert decoy.run(f"nc -z -w 3 {SERVER_IP} 22").rc != 0
+
+
+def test_websocket_from_the_proxy():
+    script = r"""
+import base64, os, socket
+s = socket.create_connection(("%s", 3000), timeout=5)
+s.send(b"GET /sockets/events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+       b"Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+assert s.recv(1024).startswith(b"HTTP/1.1 101")
+mask = os.urandom(4)
+s.send(bytes([0x81, 0x82]) + mask + bytes(b ^ mask[i %% 4] for i, b in enumerate(b"hi")))
+print(s.recv(1024)[2:].decode())
+""" % SERVER_IP
+    assert proxy.check_output(f"python3 -c {shlex.quote(script)}") == "stand-in echo: hi"
+
+
+# ----------------------------------------------------------------------------- deployment
+def test_settings_seeded_and_key_kept_out_of_sight():
+    status, settings = http(proxy, f"http://{SERVER_IP}:3000/api/v1/settings")
+    assert status == 200 and settings["llm_model"] == "openai/fake-model" and settings["llm_api_key_set"]
+    assert settings["user_consents_to_analytics"] is False
+    env = server.file("/etc/openhands/openhands.env")
+    assert env.mode == 0o600 and env.user == "root" and f"LLM_API_KEY={KEY}" in env.content_string
+    assert KEY not in server.check_output("ps -eo args")
+    assert KEY not in server.file("/etc/systemd/system/openhands-app.service").content_string
+    assert server.file("/var/lib/openhands/settings.json").mode == 0o600
+
+
+def test_app_published_on_the_private_address_only():
+    ports = server.check_output("docker port openhands-app 3000/tcp")
+    assert ports.strip() == f"{SERVER_IP}:3000"
+
+
+def test_hostname_endpoint_follows_its_address():
+    records = "/etc/airlock-test-dns.json"
+    try:
+        llm.run(f"echo '{{\"llm.airlock.test\": [\"{DECOY_IP}\"]}}' > {records}")
+        assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000})["ok"]
+        server.check_output("systemctl start airlock-egress-refresh.service")
+        assert probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000})["ok"], "new address not followed"
+        assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 9000})["ok"], "only the endpoint port opens"
+    finally:
+        llm.run(f"echo '{{\"llm.airlock.test\": [\"{LLM_IP}\"]}}' > {records}")
+        server.run("systemctl start airlock-egress-refresh.service")
+    assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000})["ok"], "old address not dropped"
+
+
+def test_maintenance_window_closed_in_steady_state():
+    shown = json.loads(server.check_output("airlock-egress-sets --show"))
+    assert shown["maintenance_open"] == [] and shown["maintenance_v4"] == []
+
+
+def _service_back():
+    return (server.run("nft list table inet airlock").rc == 0
+            and server.service("openhands-app").is_running
+            and http(proxy, f"http://{SERVER_IP}:3000/alive")[0] == 200)
+
+
+def test_rules_service_and_state_survive_a_docker_restart():
+    server.check_output("systemctl restart docker")
+    assert wait_for(_service_back, 90), "service or rules not back after docker restart"
+    assert http(proxy, f"http://{SERVER_IP}:3000/api/v1/settings")[1]["llm_model"] == "openai/fake-model"
+    info = start_sandbox()
+    assert sandbox_probe(info, {"kind": "llm"})["ok"]
+    assert not sandbox_probe(info, {"kind": "tcp", "host": DECOY_IP, "port": 9000})["ok"]
+
+
+def test_rules_service_and_state_survive_a_host_restart():
+    import subprocess
+    subprocess.run(["docker", "restart", "server_tier-server"], check=True, capture_output=True)
+    assert wait_for(lambda: server.run("systemctl is-system-running --wait").rc in (0, 1), 90)
+    assert wait_for(_service_back, 120), "service or rules not back after host restart"
+    assert http(proxy, f"http://{SERVER_IP}:3000/api/v1/settings")[1]["llm_api_key_set"]
+    assert wait_for(lambda: [["10.213.5.20/32", 8000]] == json.loads(
+        server.check_output("airlock-egress-sets --show"))["llm_hosts_v4"], 60), "name-based set not refilled at boot"
+    assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 9000})["ok"]
+    info = start_sandbox()
+    assert sandbox_probe(info, {"kind": "llm"})["ok"]
+    assert not sandbox_probe(info, {"kind": "tcp", "host": DECOY_IP, "port": 9000})["ok"]

@@ -1,0 +1,673 @@
+#!/usr/bin/env python3
+"""airlock alertd: a small host alert pipeline (Python 3 standard library; boto3 optional).
+
+Watches log files (tail -F semantics: follows rotation and truncation), the systemd journal
+(`journalctl -f -o json`) and periodic checks, turns matching events into alerts, suppresses
+repeats of the same alert key within a window, and delivers alerts to sinks: a JSON-lines
+log file, a webhook (JSON POST), e-mail (SMTP) and AWS SNS.
+
+Watchers:  fail2ban (bans), egress_drop (kernel log prefix of the egress firewall),
+           auth_burst (nginx basic-auth failures per client within a window),
+           audit (audit records carrying chosen keys), service_failure (failed systemd
+           units), cert_expiry (days left on certificate files).
+
+Usage: alertd.py --config FILE            run
+       alertd.py --check-config FILE      validate a configuration and exit (0 valid, 2 not)
+       alertd.py --config FILE --test-alert   send one test alert to every sink and exit
+Secrets are read from the environment (names given in the configuration), never from it.
+"""
+import argparse
+import collections
+import datetime
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from email.message import EmailMessage
+
+SEVERITIES = {"info": 0, "warning": 1, "critical": 2}
+WATCHER_TYPES = ("fail2ban", "egress_drop", "auth_burst", "audit", "service_failure", "cert_expiry")
+SINK_TYPES = ("log", "webhook", "email", "sns")
+LINE_WATCHERS = ("fail2ban", "egress_drop", "auth_burst", "audit")
+SNS_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
+
+
+def log(msg):
+    print(f"alertd: {msg}", file=sys.stderr, flush=True)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+# --------------------------------------------------------------------------- configuration
+def _need(cond, msg):
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _check_source(where, src, allow_journal=True):
+    _need(isinstance(src, dict) and len(src) == 1 and ("file" in src or "journal" in src),
+          f"{where}.source must be {{'file': PATH}} or {{'journal': {{FIELD: VALUE}}}}")
+    if "file" in src:
+        _need(isinstance(src["file"], str) and src["file"].startswith("/"), f"{where}.source.file must be an absolute path")
+    else:
+        _need(allow_journal, f"{where}.source.journal is not supported here")
+        _need(isinstance(src["journal"], dict), f"{where}.source.journal must be a mapping of journal fields")
+
+
+def check_webhook_url(url):
+    """True if url is an absolute http(s) URL with a host and no whitespace."""
+    if not isinstance(url, str) or re.search(r"\s", url):
+        return False
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def validate_config(cfg):
+    """Raise ConfigError naming the offending setting; return cfg with defaults filled in."""
+    _need(isinstance(cfg, dict), "configuration must be a JSON object")
+    cfg.setdefault("host", socket.gethostname())
+    cfg.setdefault("dedup_window", 300)
+    cfg.setdefault("poll_interval", 0.5)
+    _need(isinstance(cfg["dedup_window"], (int, float)) and cfg["dedup_window"] >= 0, "dedup_window must be a number >= 0")
+    _need(isinstance(cfg["poll_interval"], (int, float)) and 0 < cfg["poll_interval"] <= 10, "poll_interval must be in (0, 10]")
+    watchers = cfg.setdefault("watchers", [])
+    sinks = cfg.setdefault("sinks", [])
+    _need(isinstance(watchers, list), "watchers must be a list")
+    _need(isinstance(sinks, list) and sinks, "sinks must be a non-empty list")
+    for i, w in enumerate(watchers):
+        where = f"watchers[{i}]"
+        _need(isinstance(w, dict), f"{where} must be an object")
+        t = w.get("type")
+        _need(t in WATCHER_TYPES, f"{where}.type: unknown watcher type {t!r} (known: {', '.join(WATCHER_TYPES)})")
+        sev = w.setdefault("severity", {"fail2ban": "warning", "auth_burst": "warning", "cert_expiry": "warning"}.get(t, "critical"))
+        _need(sev in SEVERITIES, f"{where}.severity must be one of {', '.join(SEVERITIES)}")
+        if t in LINE_WATCHERS:
+            _check_source(where, w.get("source"))
+        if t == "egress_drop":
+            w.setdefault("prefix", "AIRLOCK-EGRESS-DROP")
+            _need(isinstance(w["prefix"], str) and w["prefix"].strip(), f"{where}.prefix must be a non-empty string")
+        if t == "auth_burst":
+            w.setdefault("window", 60)
+            w.setdefault("threshold", 5)
+            _need(isinstance(w["window"], (int, float)) and w["window"] > 0, f"{where}.window must be > 0 seconds")
+            _need(isinstance(w["threshold"], int) and w["threshold"] >= 1, f"{where}.threshold must be an integer >= 1")
+        if t == "audit":
+            _need(isinstance(w.get("keys"), list) and w["keys"] and all(isinstance(k, str) and k for k in w["keys"]),
+                  f"{where}.keys must be a non-empty list of audit keys")
+        if t == "service_failure":
+            w.setdefault("interval", 5)
+            w.setdefault("units", [])
+            _need(isinstance(w["interval"], (int, float)) and w["interval"] > 0, f"{where}.interval must be > 0")
+            _need(isinstance(w["units"], list), f"{where}.units must be a list (empty: every unit)")
+        if t == "cert_expiry":
+            w.setdefault("interval", 3600)
+            w.setdefault("days", 21)
+            w.setdefault("critical_days", 7)
+            _need(isinstance(w.get("paths"), list) and w["paths"], f"{where}.paths must be a non-empty list of PEM files")
+            _need(isinstance(w["days"], int) and w["days"] >= 1, f"{where}.days must be an integer >= 1")
+            _need(isinstance(w["interval"], (int, float)) and w["interval"] > 0, f"{where}.interval must be > 0")
+    for i, s in enumerate(sinks):
+        where = f"sinks[{i}]"
+        _need(isinstance(s, dict), f"{where} must be an object")
+        t = s.get("type")
+        _need(t in SINK_TYPES, f"{where}.type: unknown sink type {t!r} (known: {', '.join(SINK_TYPES)})")
+        s.setdefault("min_severity", "info")
+        _need(s["min_severity"] in SEVERITIES, f"{where}.min_severity must be one of {', '.join(SEVERITIES)}")
+        s.setdefault("timeout", 10)
+        s.setdefault("retries", 3)
+        if t == "log":
+            _need(isinstance(s.get("path"), str) and s["path"].startswith("/"), f"{where}.path must be an absolute path")
+        elif t == "webhook":
+            _need(check_webhook_url(s.get("url")), f"{where}.url: malformed webhook URL {s.get('url')!r} (need http(s)://host/...)")
+            _need(isinstance(s.setdefault("headers", {}), dict), f"{where}.headers must be a mapping")
+        elif t == "email":
+            _need(isinstance(s.get("host"), str) and s["host"], f"{where}.host (SMTP server) is required")
+            s.setdefault("port", 587)
+            s.setdefault("starttls", True)
+            s.setdefault("ssl", False)
+            _need(isinstance(s.get("from"), str) and "@" in s["from"], f"{where}.from must be an e-mail address")
+            _need(isinstance(s.get("to"), list) and s["to"] and all("@" in a for a in s["to"]),
+                  f"{where}.to must be a non-empty list of e-mail addresses")
+        elif t == "sns":
+            _need(isinstance(s.get("topic_arn"), str) and SNS_ARN.match(s["topic_arn"]),
+                  f"{where}.topic_arn: malformed SNS topic ARN {s.get('topic_arn')!r}")
+            s.setdefault("region", s["topic_arn"].split(":")[3])
+    return cfg
+
+
+def load_config(path):
+    with open(path, encoding="utf-8") as f:
+        try:
+            cfg = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not valid JSON: {e}") from e
+    return validate_config(cfg)
+
+
+# --------------------------------------------------------------------------- alerts
+def make_alert(host, atype, key, severity, summary, details=None, event_time=None):
+    now = time.time()
+    return {
+        "id": str(uuid.uuid4()),
+        "time": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        "ts": now,
+        "event_ts": event_time if event_time is not None else now,
+        "host": host,
+        "type": atype,
+        "key": key,
+        "severity": severity,
+        "summary": summary,
+        "details": details or {},
+        "suppressed": 0,
+    }
+
+
+class Deduper:
+    """Suppresses an alert whose key was sent less than `window` seconds ago."""
+
+    def __init__(self, window, clock=time.monotonic):
+        self.window = window
+        self.clock = clock
+        self.last = {}
+        self.suppressed = collections.Counter()
+        self.lock = threading.Lock()
+
+    def admit(self, alert):
+        key = alert["key"]
+        with self.lock:
+            now = self.clock()
+            last = self.last.get(key)
+            if last is not None and now - last < self.window:
+                self.suppressed[key] += 1
+                return False
+            self.last[key] = now
+            alert["suppressed"] = self.suppressed.pop(key, 0)
+            if len(self.last) > 10000:  # forget keys older than the window
+                self.last = {k: t for k, t in self.last.items() if now - t < self.window}
+            return True
+
+
+# --------------------------------------------------------------------------- parsers
+F2B_BAN = re.compile(r"\[(?P<jail>[^\]]+)\]\s+Ban\s+(?P<ip>[0-9A-Fa-f:.]+)")
+KV = re.compile(r"\b(SRC|DST|PROTO|SPT|DPT|OUT|IN)=(\S*)")
+NGINX_AUTH = re.compile(
+    r'user "(?P<user>[^"]*)"(?::\s*password mismatch| was not found in "[^"]*")'
+    r'.*?client: (?P<client>[0-9A-Fa-f:.]+)')
+AUDIT_KEY = re.compile(r'\bkey=(?:"(?P<q>[^"]*)"|(?P<h>[0-9A-Fa-f]+)\b)')
+AUDIT_TYPE = re.compile(r"\btype=(?P<type>[A-Z_]+)")
+AUDIT_FIELD = re.compile(r'\b(auid|uid|exe|comm|AUID|UID)=("[^"]*"|\S+)')
+
+
+def parse_fail2ban(text):
+    m = F2B_BAN.search(text)
+    if not m or " Unban " in text or "already banned" in text:
+        return None
+    return {"jail": m.group("jail"), "ip": m.group("ip")}
+
+
+def parse_egress(text, prefix):
+    if prefix not in text:
+        return None
+    fields = dict(KV.findall(text.split(prefix, 1)[1]))
+    return {k.lower(): v for k, v in fields.items()}
+
+
+def parse_nginx_auth(text):
+    m = NGINX_AUTH.search(text)
+    if not m:
+        return None
+    reason = "password mismatch" if "password mismatch" in text else "unknown user"
+    return {"user": m.group("user"), "client": m.group("client"), "reason": reason}
+
+
+def parse_audit(text, keys):
+    m = AUDIT_KEY.search(text)
+    if not m:
+        return None
+    if m.group("q") is not None:
+        found = [m.group("q")]
+    else:  # several keys are hex encoded, separated by 0x01
+        try:
+            found = bytes.fromhex(m.group("h")).decode().split("\x01")
+        except ValueError:
+            return None
+    hit = [k for k in found if k in keys]
+    if not hit:
+        return None
+    t = AUDIT_TYPE.search(text)
+    fields = {k: v.strip('"') for k, v in AUDIT_FIELD.findall(text.replace("\x1d", " "))}
+    return {"key": hit[0], "record": t.group("type") if t else "", "auid": fields.get("AUID", fields.get("auid", "")),
+            "uid": fields.get("UID", fields.get("uid", "")), "exe": fields.get("exe", ""), "comm": fields.get("comm", "")}
+
+
+def cert_not_after(path):
+    """Expiry of the first certificate in a PEM file, as a UNIX time."""
+    try:
+        info = ssl._ssl._test_decode_cert(path)  # pylint: disable=protected-access
+        return ssl.cert_time_to_seconds(info["notAfter"])
+    except (AttributeError, ValueError, KeyError, ssl.SSLError):
+        out = subprocess.run(["openssl", "x509", "-enddate", "-noout", "-in", path],
+                             capture_output=True, text=True, check=True).stdout
+        return ssl.cert_time_to_seconds(out.strip().split("=", 1)[1])
+
+
+# --------------------------------------------------------------------------- watchers
+class LineWatcher:
+    """Turns one line (or journal MESSAGE) into zero or one alert."""
+
+    def __init__(self, spec, host, clock=time.monotonic):
+        self.spec = spec
+        self.type = spec["type"]
+        self.host = host
+        self.clock = clock
+        self.hits = collections.defaultdict(collections.deque)  # auth_burst: client -> times
+
+    def handle(self, text, event_time=None):
+        s, t = self.spec, self.type
+        if t == "fail2ban":
+            d = parse_fail2ban(text)
+            if d:
+                return make_alert(self.host, t, f"fail2ban:{d['jail']}:{d['ip']}", s["severity"],
+                                  f"fail2ban banned {d['ip']} in jail {d['jail']}", d, event_time)
+        elif t == "egress_drop":
+            d = parse_egress(text, s["prefix"])
+            if d is not None:
+                return make_alert(self.host, t, f"egress_drop:{d.get('src', '?')}:{d.get('dst', '?')}:{d.get('proto', '?')}:{d.get('dpt', '')}",
+                                  s["severity"], f"egress blocked: {d.get('src', '?')} -> {d.get('dst', '?')} {d.get('proto', '')}/{d.get('dpt', '')}",
+                                  d, event_time)
+        elif t == "auth_burst":
+            d = parse_nginx_auth(text)
+            if d:
+                now = self.clock()
+                hits = self.hits[d["client"]]
+                hits.append(now)
+                while hits and now - hits[0] > s["window"]:
+                    hits.popleft()
+                if len(hits) >= s["threshold"]:
+                    d["failures"] = len(hits)
+                    d["window"] = s["window"]
+                    hits.clear()
+                    return make_alert(self.host, t, f"auth_burst:{d['client']}", s["severity"],
+                                      f"{d['failures']} failed proxy logins from {d['client']} within {s['window']} s (last user {d['user']!r})",
+                                      d, event_time)
+                if len(self.hits) > 10000:
+                    self.hits = collections.defaultdict(collections.deque, {c: q for c, q in self.hits.items() if q and now - q[-1] <= s["window"]})
+        elif t == "audit":
+            d = parse_audit(text, s["keys"])
+            if d:
+                return make_alert(self.host, t, f"audit:{d['key']}:{d['auid']}:{d['exe']}", s["severity"],
+                                  f"audit event {d['key']} by auid {d['auid'] or '?'} ({d['exe'] or d['comm'] or d['record']})",
+                                  d, event_time)
+        return None
+
+
+def failed_units(runner=None):
+    runner = runner or (lambda argv: subprocess.run(argv, capture_output=True, text=True, check=False).stdout)
+    out = runner(["systemctl", "list-units", "--state=failed", "--plain", "--no-legend", "--no-pager", "--full"])
+    units = []
+    for line in out.splitlines():
+        parts = line.replace("\u25cf", " ").split()
+        if parts:
+            units.append(parts[0])
+    return units
+
+
+def check_services(spec, host, runner=None):
+    alerts = []
+    for unit in failed_units(runner):
+        if spec["units"] and unit not in spec["units"]:
+            continue
+        alerts.append(make_alert(host, "service_failure", f"service_failure:{unit}", spec["severity"],
+                                 f"systemd unit {unit} has failed", {"unit": unit}))
+    return alerts
+
+
+def check_certs(spec, host, now=None):
+    now = now or time.time()
+    alerts = []
+    for path in spec["paths"]:
+        try:
+            days = (cert_not_after(path) - now) / 86400
+        except (OSError, subprocess.CalledProcessError, ValueError, IndexError) as e:
+            alerts.append(make_alert(host, "cert_expiry", f"cert_unreadable:{path}", "critical",
+                                     f"certificate {path} cannot be read: {e}", {"path": path}))
+            continue
+        if days < spec["days"]:
+            sev = "critical" if days < spec["critical_days"] else spec["severity"]
+            alerts.append(make_alert(host, "cert_expiry", f"cert_expiry:{path}", sev,
+                                     f"certificate {path} expires in {days:.1f} days" if days >= 0 else f"certificate {path} expired {-days:.1f} days ago",
+                                     {"path": path, "days_left": round(days, 2)}))
+    return alerts
+
+
+# --------------------------------------------------------------------------- inputs
+class FileTail(threading.Thread):
+    """tail -F: starts at the end, follows the name across rotation, rereads after truncation."""
+
+    def __init__(self, path, emit, interval, stop, from_start=False):
+        super().__init__(daemon=True, name=f"tail:{path}")
+        self.path, self.emit, self.interval, self.stop = path, emit, interval, stop
+        self.from_start = from_start
+
+    def _open(self, at_end):
+        f = open(self.path, "rb")  # noqa: SIM115 (kept open across iterations)
+        if at_end:
+            f.seek(0, os.SEEK_END)
+        return f
+
+    def run(self):
+        f, buf, first = None, b"", True
+        while not self.stop.is_set():
+            if f is None:
+                try:
+                    f = self._open(at_end=first and not self.from_start)
+                except OSError:
+                    first = False  # a file that appears later is read from its start
+                    self.stop.wait(self.interval)
+                    continue
+                first = False
+            chunk = f.read(65536)
+            if chunk:
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    self.emit(line.decode("utf-8", "replace"))
+                continue
+            try:
+                st = os.stat(self.path)
+                fst = os.fstat(f.fileno())
+                if (st.st_ino, st.st_dev) != (fst.st_ino, fst.st_dev):
+                    f.close()
+                    f, buf = self._open(at_end=False), b""  # rotated: read the new file from its start
+                    continue
+                if st.st_size < f.tell():
+                    f.seek(0)  # truncated
+                    buf = b""
+                    continue
+            except OSError:
+                pass  # renamed away, not yet recreated: keep the old handle, retry
+            self.stop.wait(self.interval)
+        if f:
+            f.close()
+
+
+class JournalFollow(threading.Thread):
+    """journalctl -f -o json with field matches; restarts journalctl if it exits."""
+
+    def __init__(self, match, emit, stop):
+        super().__init__(daemon=True, name="journal")
+        self.match, self.emit, self.stop = match, emit, stop
+        self.proc = None
+
+    def run(self):
+        argv = ["journalctl", "-f", "-o", "json", "-n", "0", "--no-pager"] + [f"{k}={v}" for k, v in self.match.items()]
+        while not self.stop.is_set():
+            try:
+                self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            except OSError as e:
+                log(f"cannot start journalctl: {e}")
+                self.stop.wait(10)
+                continue
+            for raw in self.proc.stdout:
+                try:
+                    entry = json.loads(raw)
+                except ValueError:
+                    continue
+                msg = entry.get("MESSAGE", "")
+                if isinstance(msg, list):  # binary message: byte values
+                    msg = bytes(msg).decode("utf-8", "replace")
+                ts = entry.get("__REALTIME_TIMESTAMP")
+                self.emit(msg, int(ts) / 1e6 if ts else None)
+            self.proc.wait()
+            self.stop.wait(2)
+
+    def terminate(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+
+
+# --------------------------------------------------------------------------- sinks
+class Sink:
+    def __init__(self, spec):
+        self.spec = spec
+        self.min = SEVERITIES[spec["min_severity"]]
+
+    def wants(self, alert):
+        return SEVERITIES[alert["severity"]] >= self.min
+
+    def deliver(self, alert):
+        raise NotImplementedError
+
+
+class LogSink(Sink):
+    def __init__(self, spec):
+        super().__init__(spec)
+        os.makedirs(os.path.dirname(spec["path"]), exist_ok=True)
+
+    def deliver(self, alert):
+        fd = os.open(self.spec["path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(json.dumps(alert, sort_keys=True) + "\n")
+
+
+class WebhookSink(Sink):
+    def deliver(self, alert):
+        headers = {"Content-Type": "application/json", "User-Agent": "airlock-alertd"}
+        headers.update(self.spec.get("headers", {}))
+        token_env = self.spec.get("token_env")
+        if token_env and os.environ.get(token_env):
+            headers["Authorization"] = f"Bearer {os.environ[token_env]}"
+        req = urllib.request.Request(self.spec["url"], data=json.dumps(alert).encode(), headers=headers, method="POST")
+        with urllib.request.urlopen(req, timeout=self.spec["timeout"]) as resp:  # noqa: S310 (http(s) only, validated)
+            if resp.status >= 300:
+                raise RuntimeError(f"webhook answered HTTP {resp.status}")
+
+
+class EmailSink(Sink):
+    def deliver(self, alert):
+        s = self.spec
+        msg = EmailMessage()
+        msg["Subject"] = f"[airlock][{alert['severity']}] {alert['host']}: {alert['summary']}"[:200]
+        msg["From"] = s["from"]
+        msg["To"] = ", ".join(s["to"])
+        msg.set_content(json.dumps(alert, indent=2, sort_keys=True))
+        ctx = ssl.create_default_context()
+        cls = smtplib.SMTP_SSL if s["ssl"] else smtplib.SMTP
+        kwargs = {"context": ctx} if s["ssl"] else {}
+        with cls(s["host"], s["port"], timeout=s["timeout"], **kwargs) as smtp:
+            if s["starttls"] and not s["ssl"]:
+                smtp.starttls(context=ctx)
+            if s.get("username"):
+                smtp.login(s["username"], os.environ.get(s.get("password_env", ""), ""))
+            smtp.send_message(msg)
+
+
+class SnsSink(Sink):
+    def __init__(self, spec):
+        super().__init__(spec)
+        try:
+            import boto3  # pylint: disable=import-outside-toplevel
+            kwargs = {"region_name": spec["region"]}
+            if spec.get("endpoint_url"):
+                kwargs["endpoint_url"] = spec["endpoint_url"]
+            self.client = boto3.client("sns", **kwargs)
+        except ImportError:
+            self.client = None
+            if not shutil.which("aws"):
+                raise ConfigError("sns sink needs boto3 (python3-boto3) or the aws CLI on the host") from None
+
+    def deliver(self, alert):
+        s = self.spec
+        subject = re.sub(r"[^\x20-\x7e]", "?", f"[airlock][{alert['severity']}] {alert['host']}: {alert['summary']}")[:100]
+        message = json.dumps(alert, sort_keys=True)
+        if self.client is not None:
+            self.client.publish(TopicArn=s["topic_arn"], Subject=subject, Message=message)
+            return
+        argv = ["aws", "sns", "publish", "--region", s["region"], "--topic-arn", s["topic_arn"],
+                "--subject", subject, "--message", message]
+        if s.get("endpoint_url"):
+            argv += ["--endpoint-url", s["endpoint_url"]]
+        subprocess.run(argv, capture_output=True, check=True, timeout=s["timeout"])
+
+
+SINK_CLASSES = {"log": LogSink, "webhook": WebhookSink, "email": EmailSink, "sns": SnsSink}
+
+
+class SinkWorker(threading.Thread):
+    """One queue and thread per sink, so a slow or failing sink never delays the others."""
+
+    def __init__(self, sink, sleep=time.sleep):
+        super().__init__(daemon=True, name=f"sink:{sink.spec['type']}")
+        self.sink, self.sleep = sink, sleep
+        self.q = queue.Queue(maxsize=10000)
+        self.delivered = 0
+        self.failed = 0
+
+    def submit(self, alert):
+        if self.sink.wants(alert):
+            try:
+                self.q.put_nowait(alert)
+            except queue.Full:
+                self.failed += 1
+                log(f"{self.sink.spec['type']} sink queue full; alert {alert['key']} dropped")
+
+    def deliver_with_retries(self, alert):
+        attempts = 1 + max(0, int(self.sink.spec["retries"]))
+        for n in range(attempts):
+            try:
+                self.sink.deliver(alert)
+                self.delivered += 1
+                return True
+            except Exception as e:  # noqa: BLE001 (any sink failure is retried, then logged)
+                err = e
+                if n + 1 < attempts:
+                    self.sleep(min(2 ** n, 30))
+        self.failed += 1
+        log(f"{self.sink.spec['type']} sink failed for {alert['key']}: {err}")
+        return False
+
+    def run(self):
+        while True:
+            alert = self.q.get()
+            if alert is None:
+                return
+            self.deliver_with_retries(alert)
+            self.q.task_done()
+
+
+# --------------------------------------------------------------------------- the daemon
+class Alertd:
+    def __init__(self, cfg, clock=time.monotonic):
+        self.cfg = cfg
+        self.host = cfg["host"]
+        self.dedup = Deduper(cfg["dedup_window"], clock)
+        self.workers = [SinkWorker(SINK_CLASSES[s["type"]](s)) for s in cfg["sinks"]]
+        self.stop = threading.Event()
+        self.events = queue.Queue()
+        self.threads = []
+
+    def dispatch(self, alert):
+        if alert is None or not self.dedup.admit(alert):
+            return False
+        for w in self.workers:
+            w.submit(alert)
+        return True
+
+    def _line_input(self, watcher):
+        src = watcher.spec["source"]
+        if "file" in src:
+            return FileTail(src["file"], lambda line: self.events.put((watcher, line, None)), self.cfg["poll_interval"], self.stop)
+        return JournalFollow(src["journal"], lambda msg, ts: self.events.put((watcher, msg, ts)), self.stop)
+
+    def _poller(self, spec):
+        def loop():
+            while not self.stop.is_set():
+                try:
+                    alerts = check_services(spec, self.host) if spec["type"] == "service_failure" else check_certs(spec, self.host)
+                    for a in alerts:
+                        self.events.put((None, a, None))
+                except Exception as e:  # noqa: BLE001 (a failing check must not stop the daemon)
+                    log(f"{spec['type']} check failed: {e}")
+                self.stop.wait(spec["interval"])
+        return threading.Thread(target=loop, daemon=True, name=f"poll:{spec['type']}")
+
+    def start(self):
+        for w in self.workers:
+            w.start()
+        for spec in self.cfg["watchers"]:
+            t = self._line_input(LineWatcher(spec, self.host)) if spec["type"] in LINE_WATCHERS else self._poller(spec)
+            t.start()
+            self.threads.append(t)
+        log(f"watching {len(self.cfg['watchers'])} sources, {len(self.workers)} sinks")
+
+    def run_forever(self):
+        self.start()
+        while not self.stop.is_set():
+            try:
+                watcher, item, ts = self.events.get(timeout=1)
+            except queue.Empty:
+                continue
+            try:
+                alert = item if watcher is None else watcher.handle(item, ts)
+                self.dispatch(alert)
+            except Exception as e:  # noqa: BLE001 (one bad line must not stop the daemon)
+                log(f"error handling event: {e}")
+        self.shutdown()
+
+    def shutdown(self, timeout=10):
+        self.stop.set()
+        for t in self.threads:
+            if isinstance(t, JournalFollow):
+                t.terminate()
+        for w in self.workers:
+            w.q.put(None)
+        for w in self.workers:
+            w.join(timeout)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="airlock alert pipeline")
+    p.add_argument("--config", default="/etc/airlock/alertd.json")
+    p.add_argument("--check-config", metavar="FILE", help="validate FILE and exit")
+    p.add_argument("--test-alert", action="store_true", help="send one test alert to every sink and exit")
+    a = p.parse_args(argv)
+    try:
+        if a.check_config:
+            cfg = load_config(a.check_config)
+            print(f"{a.check_config}: valid ({len(cfg['watchers'])} watchers, {len(cfg['sinks'])} sinks)")
+            return 0
+        cfg = load_config(a.config)
+        daemon = Alertd(cfg)
+    except (ConfigError, OSError) as e:
+        print(f"alertd: invalid configuration: {e}", file=sys.stderr)
+        return 2
+    if a.test_alert:
+        ok = True
+        alert = make_alert(cfg["host"], "test", f"test:{uuid.uuid4()}", "critical", "airlock alert pipeline test")
+        for w in daemon.workers:
+            ok = w.deliver_with_retries(alert) and ok
+        print("test alert delivered to every sink" if ok else "test alert FAILED on at least one sink")
+        return 0 if ok else 1
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: daemon.stop.set())
+    daemon.run_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
