@@ -1,0 +1,140 @@
+"""Bad input to the server tier roles is rejected before anything changes, naming the variable.
+
+Each case runs ansible-playbook against localhost (connection local) with one bad value on
+top of a valid baseline; the play must fail in the validation step with a message naming
+the variable, report changed=0, and leave no file behind. The filters are also unit tested
+directly.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
+
+EGRESS_OK = {
+    "egress_firewall_llm_endpoints": [{"name": "llm", "cidrs": ["192.0.2.10/32"], "port": 443},
+                                      {"name": "named", "hosts": ["api.example.org"]}],
+    "egress_firewall_dns_servers": ["192.0.2.53"],
+    "egress_firewall_ntp_servers": ["192.0.2.123"],
+    "egress_firewall_proxy_addresses": ["192.0.2.40"],
+}
+OPENHANDS_OK = {
+    "openhands_bind_address": "192.0.2.11",
+    "openhands_llm_model": "openai/gpt-4o",
+    "openhands_llm_base_url": "https://api.example.org/v1",
+    "openhands_llm_api_key": "sk-never-shown",
+}
+
+CASES = [
+    ("egress_firewall", {"egress_firewall_llm_endpoints": []}, "egress_firewall_llm_endpoints is empty"),
+    ("egress_firewall", {"egress_firewall_llm_endpoints": [{"name": "x", "cidrs": ["10.0.0.1/24"]}]},
+     "egress_firewall_llm_endpoints[0].cidrs"),
+    ("egress_firewall", {"egress_firewall_llm_endpoints": [{"name": "x", "cidrs": ["10.0.0.0/33"]}]},
+     "egress_firewall_llm_endpoints[0].cidrs"),
+    ("egress_firewall", {"egress_firewall_llm_endpoints": [{"name": "x", "hosts": ["https://api.example.org/"]}]},
+     "egress_firewall_llm_endpoints[0].hosts"),
+    ("egress_firewall", {"egress_firewall_dns_servers": ["resolver.example.org"]}, "egress_firewall_dns_servers"),
+    ("egress_firewall", {"egress_firewall_proxy_addresses": ["not-a-cidr"]}, "egress_firewall_proxy_addresses"),
+    ("egress_firewall", {"egress_firewall_ssh_port": "ssh"}, "egress_firewall_ssh_port"),
+    ("openhands", {"openhands_llm_api_key": ""}, "openhands_llm_api_key is empty"),
+    ("openhands", {"openhands_llm_base_url": "api.example.org/v1"}, "openhands_llm_base_url"),
+    ("openhands", {"openhands_llm_base_url": "htp:/broken"}, "openhands_llm_base_url"),
+    ("openhands", {"openhands_bind_address": "0.0.0.0"}, "openhands_bind_address"),
+    ("openhands", {"openhands_image_tag": "latest"}, "openhands_image_tag"),
+    ("openhands", {"openhands_image_source": "ftp"}, "openhands_image_source"),
+]
+
+
+def run_role(tmp_path: Path, role: str, extra: dict) -> subprocess.CompletedProcess:
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(f"- hosts: localhost\n  gather_facts: false\n  roles: [{role}]\n")
+    variables = {**(EGRESS_OK if role == "egress_firewall" else OPENHANDS_OK), **extra}
+    # Everything the role would write goes under tmp_path, so "nothing changed" is checkable.
+    variables.update({"egress_firewall_config_dir": str(tmp_path / "etc-airlock")} if role == "egress_firewall" else
+                     {"openhands_config_dir": str(tmp_path / "etc-openhands"),
+                      "openhands_state_dir": str(tmp_path / "state")})
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+           "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FACT_CACHING": "memory",
+           "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
+    return subprocess.run(
+        [ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", str(playbook), "-e", json.dumps(variables)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180, check=False)
+
+
+@pytest.mark.parametrize("role,extra,message", CASES, ids=[f"{c[0]}-{next(iter(c[1]))}-{i}" for i, c in enumerate(CASES)])
+def test_bad_input_rejected_before_any_change(tmp_path, role, extra, message):
+    result = run_role(tmp_path, role, extra)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert message in out, out
+    assert "changed=0" in out, out
+    assert "sk-never-shown" not in out
+    assert not any(p.name.startswith(("etc-", "state")) for p in tmp_path.iterdir()), "something was written"
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EGRESS = _load(ROOT / "roles/egress_firewall/filter_plugins/egress_firewall.py")
+OPENHANDS = _load(ROOT / "roles/openhands/filter_plugins/openhands.py")
+
+
+def _egress_inputs(**over):
+    base = {k.removeprefix("egress_firewall_"): v for k, v in EGRESS_OK.items()}
+    base.update(ssh_port=22, openhands_port=3000, sandbox_port_range={"start": 32768, "end": 60999},
+                proxy_callback_ports=[443], container_interfaces=["docker0", "br-*"], log_prefix="AIRLOCK-EGRESS-DROP",
+                ingress_log_prefix="AIRLOCK-INGRESS-DROP", log_rate="10/minute")
+    base.update(over)
+    return base
+
+
+def test_egress_filter_accepts_the_baseline():
+    assert EGRESS.egress_firewall_input_errors(_egress_inputs()) == []
+
+
+@pytest.mark.parametrize("over,fragment", [
+    ({"llm_endpoints": [{"name": "x", "cidrs": ["0.0.0.0/0"]}]}, "would allow everything"),
+    ({"llm_endpoints": [{"name": "x", "bedrock": True, "region": "nowhere"}]}, ".region"),
+    ({"llm_endpoints": [{"name": "a", "hosts": ["a.example.org"]}], "dns_servers": []}, "egress_firewall_dns_servers is empty"),
+    ({"sandbox_port_range": {"start": 5000, "end": 4000}}, "egress_firewall_sandbox_port_range"),
+    ({"maintenance_open": ["nope"]}, "egress_firewall_maintenance_open"),
+    ({"log_prefix": "has space"}, "egress_firewall_log_prefix"),
+])
+def test_egress_filter_rejects(over, fragment):
+    assert any(fragment in e for e in EGRESS.egress_firewall_input_errors(_egress_inputs(**over)))
+
+
+def test_egress_destinations_split_by_family_and_bedrock_becomes_a_name():
+    endpoints = [{"name": "a", "cidrs": ["192.0.2.0/24", "2001:db8::/64"], "port": 8443},
+                 {"name": "b", "bedrock": True, "region": "us-east-1"}]
+    static = EGRESS.egress_firewall_static_destinations(endpoints)
+    assert [(d["family"], d["cidr"], d["port"]) for d in static] == [("ip", "192.0.2.0/24", 8443), ("ip6", "2001:db8::/64", 8443)]
+    assert EGRESS.egress_firewall_host_destinations(endpoints) == [
+        {"name": "b", "hosts": ["bedrock-runtime.us-east-1.amazonaws.com"], "ports": [443]}]
+    assert EGRESS.egress_firewall_address_in("192.0.2.5", ["192.0.2.0/24"])
+    assert not EGRESS.egress_firewall_address_in("198.51.100.1", ["192.0.2.0/24"])
+
+
+def test_openhands_filter_never_sees_the_key_and_checks_pattern():
+    ok = {"llm_api_key_set": True, "llm_api_key_multiline": False, "llm_model": "m", "llm_base_url": "https://x.example/v1",
+          "bind_address": "10.0.0.5", "sandbox_url_pattern": "https://proxy.example/runtime/{port}",
+          "image_repository": "docker.openhands.dev/openhands/openhands", "image_tag": "1.11.0",
+          "agent_server_image_repository": "ghcr.io/openhands/agent-server", "agent_server_image_tag": "1.34.0-python",
+          "image_source": "registry", "extra_env": {}}
+    assert OPENHANDS.openhands_input_errors(ok) == []
+    bad = dict(ok, sandbox_url_pattern="https://proxy.example/runtime/")
+    assert any("openhands_sandbox_url_pattern" in e for e in OPENHANDS.openhands_input_errors(bad))
+    bad = dict(ok, image_source="archive")
+    assert any("openhands_image_archive is empty" in e for e in OPENHANDS.openhands_input_errors(bad))
