@@ -31,6 +31,10 @@ airlock_aws_input_errors(inputs)
     messages (empty when the input is valid).
 airlock_nacl_entries(inputs)
     The network ACL entries of both subnets, in ``amazon.aws.ec2_vpc_nacl`` format.
+airlock_tagged(resources, project, environment)
+    Only the resources (results of the amazon.aws *_info modules) whose tags say this
+    project and environment; the teardown's second line of defence when an API ignores
+    a tag filter.
 airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg)
     The security group rules of the proxy, server and Bedrock endpoint groups, in
     ``amazon.aws.ec2_security_group`` format.
@@ -470,6 +474,28 @@ def airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg=None):
     }
 
 
+def _tag_dict(resource):
+    tags = resource.get("tags", resource.get("Tags")) or {}
+    if isinstance(tags, list):
+        return {t.get("Key", t.get("key")): t.get("Value", t.get("value")) for t in tags if isinstance(t, dict)}
+    return tags if isinstance(tags, dict) else {}
+
+
+def airlock_tagged(resources, project, environment):
+    """Keep only the resources tagged with this project and environment.
+
+    Accepts tags as a dict (amazon.aws snake_case results) or as a boto3 list of
+    Key/Value pairs. The teardown deletes nothing that does not pass this check, even
+    when the API (or an emulator) ignored a tag filter of the lookup.
+    """
+    if not project or not environment:
+        return []
+    return [
+        r for r in resources or []
+        if _tag_dict(r).get("project") == project and _tag_dict(r).get("environment") == environment
+    ]
+
+
 def _dedupe_rules(rules):
     seen, out = set(), []
     for rule in rules:
@@ -497,4 +523,5 @@ class FilterModule:
             "airlock_aws_input_errors": airlock_aws_input_errors,
             "airlock_nacl_entries": airlock_nacl_entries,
             "airlock_security_group_rules": airlock_security_group_rules,
+            "airlock_tagged": airlock_tagged,
         }

@@ -222,3 +222,17 @@ def test_security_group_rules_exact():
     for group in rules.values():
         for direction in group.values():
             assert len({key(r) for r in direction}) == len(direction), "duplicate rule"
+
+
+def test_tagged_keeps_only_this_project_and_environment():
+    items = [
+        {"id": 1, "tags": {"project": "airlock", "environment": "alpha"}},
+        {"id": 2, "tags": {"project": "airlock", "environment": "beta"}},
+        {"id": 3, "tags": {}},
+        {"id": 4},
+        {"id": 5, "Tags": [{"Key": "project", "Value": "airlock"}, {"Key": "environment", "Value": "alpha"}]},
+        {"id": 6, "tags": {"project": "other", "environment": "alpha"}},
+    ]
+    assert [i["id"] for i in net.airlock_tagged(items, "airlock", "alpha")] == [1, 5]
+    assert net.airlock_tagged(items, "airlock", "") == []
+    assert net.airlock_tagged(None, "airlock", "alpha") == []

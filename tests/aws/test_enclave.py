@@ -1,0 +1,400 @@
+"""The AWS tier against moto: converge, idempotence, exact read-back, inventory, teardown.
+
+One module-scoped converge of two environments (alpha with every kind of LLM endpoint,
+beta with defaults) is shared by the read-back tests; the teardown tests come last in
+this file and remove alpha, proving beta and an untagged VPC survive.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from conftest import BIN, ROOT, base_env
+
+ALPHA = {
+    "airlock_authorized_cidrs": ["203.0.113.0/24", "198.51.100.7/32"],
+    "airlock_llm_endpoints": [
+        {"name": "openai", "hosts": ["api.openai.com"], "port": 443},
+        {"name": "gateway", "cidrs": ["192.0.2.0/24"], "port": 8443},
+        {"name": "bedrock", "bedrock": True, "region": "us-east-1"},
+    ],
+}
+BETA = {"airlock_llm_endpoints": [{"name": "gateway", "cidrs": ["192.0.2.0/24"]}]}
+WORLD = "0.0.0.0/0"
+RESOLVER = "10.0.0.2/32"
+TIME = "169.254.169.123/32"
+EPH = (1024, 65535)
+
+
+@pytest.fixture(scope="module")
+def converged(moto, playbook):
+    """alpha and beta provisioned side by side, then alpha provisioned a second time."""
+    moto.reset()
+    alpha = playbook.start("aws_provision.yml", "alpha", ALPHA)
+    beta = playbook.start("aws_provision.yml", "beta", BETA)
+    first, beta_run = playbook.wait(alpha), playbook.wait(beta)
+    assert first.rc == 0, first.output[-4000:]
+    assert beta_run.rc == 0, beta_run.output[-4000:]
+    second = playbook("aws_provision.yml", "alpha", ALPHA)
+    assert second.rc == 0, second.output[-4000:]
+    return {"first": first, "second": second}
+
+
+@pytest.fixture(scope="module")
+def ec2(moto, converged):
+    return moto.client()
+
+
+def by_env(items, env):
+    return [i for i in items if {"Key": "environment", "Value": env} in i.get("Tags", [])]
+
+
+def tags(resource):
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+def one(items, name):
+    found = [i for i in items if tags(i).get("Name") == name]
+    assert len(found) == 1, f"expected exactly one {name}, found {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def alpha(ec2):
+    """alpha's resources, read back with boto3."""
+    vpc = one(ec2.describe_vpcs()["Vpcs"], "airlock-alpha-vpc")
+    vpc_filter = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
+    subnets = ec2.describe_subnets(Filters=vpc_filter)["Subnets"]
+    sgs = ec2.describe_security_groups(Filters=vpc_filter)["SecurityGroups"]
+    instances = [i for r in ec2.describe_instances(Filters=vpc_filter)["Reservations"] for i in r["Instances"]]
+    return {
+        "vpc": vpc,
+        "public": one(subnets, "airlock-alpha-public"),
+        "private": one(subnets, "airlock-alpha-private"),
+        "subnets": subnets,
+        "igw": one(ec2.describe_internet_gateways()["InternetGateways"], "airlock-alpha-igw"),
+        "nats": [n for n in ec2.describe_nat_gateways(Filters=vpc_filter)["NatGateways"] if n["State"] != "deleted"],
+        "eips": by_env(ec2.describe_addresses()["Addresses"], "alpha"),
+        "route_tables": ec2.describe_route_tables(Filters=vpc_filter)["RouteTables"],
+        "nacls": ec2.describe_network_acls(Filters=vpc_filter)["NetworkAcls"],
+        "sgs": {tags(g).get("Name"): g for g in sgs if g["GroupName"] != "default"},
+        "instances": {tags(i)["Name"]: i for i in instances},
+        "endpoints": ec2.describe_vpc_endpoints(Filters=vpc_filter)["VpcEndpoints"],
+    }
+
+
+# --- Converge and idempotence -----------------------------------------------------------
+
+
+def test_first_run_changes_things(converged):
+    assert converged["first"].recap["changed"] > 0
+    assert converged["first"].recap["failed"] == 0
+
+
+def test_second_run_changes_nothing(converged):
+    assert converged["second"].recap == {**converged["second"].recap, "changed": 0, "failed": 0}
+
+
+def test_hostname_endpoints_are_warned_about(converged):
+    out = converged["first"].output
+    assert "WARNING: security groups and network ACLs cannot filter host names" in out
+    assert "openai" in out
+
+
+# --- Read-back: network ------------------------------------------------------------------
+
+
+def test_vpc_and_subnets(alpha):
+    assert alpha["vpc"]["CidrBlock"] == "10.0.0.0/16"
+    assert tags(alpha["vpc"]) == {"Name": "airlock-alpha-vpc", "project": "airlock", "environment": "alpha",
+                                  "tier": "network"}
+    assert len(alpha["subnets"]) == 2
+    for name, cidr, tier in (("public", "10.0.0.0/24", "proxy"), ("private", "10.0.1.0/24", "openhands")):
+        subnet = alpha[name]
+        assert subnet["CidrBlock"] == cidr
+        assert subnet["AvailabilityZone"] == "us-east-1a"
+        assert subnet["MapPublicIpOnLaunch"] is False
+        assert tags(subnet)["tier"] == tier
+
+
+def test_internet_gateway_attached(alpha):
+    assert [a["VpcId"] for a in alpha["igw"]["Attachments"]] == [alpha["vpc"]["VpcId"]]
+
+
+def test_one_nat_gateway_with_the_tagged_eip(alpha):
+    assert len(alpha["nats"]) == 1, "a rerun must not create a second NAT gateway"
+    nat = alpha["nats"][0]
+    assert nat["SubnetId"] == alpha["public"]["SubnetId"]
+    nat_eip = one(alpha["eips"], "airlock-alpha-nat-eip")
+    assert [a["AllocationId"] for a in nat["NatGatewayAddresses"]] == [nat_eip["AllocationId"]]
+    assert sorted(tags(e)["Name"] for e in alpha["eips"]) == ["airlock-alpha-nat-eip", "airlock-alpha-proxy-eip"]
+
+
+def routes(table):
+    out = set()
+    for r in table["Routes"]:
+        target = r.get("GatewayId") or r.get("NatGatewayId")
+        out.add((r["DestinationCidrBlock"], target))
+    return out
+
+
+def test_route_tables(alpha):
+    public = one(alpha["route_tables"], "airlock-alpha-public-rt")
+    private = one(alpha["route_tables"], "airlock-alpha-private-rt")
+    assert routes(public) == {("10.0.0.0/16", "local"), (WORLD, alpha["igw"]["InternetGatewayId"])}
+    assert routes(private) == {("10.0.0.0/16", "local"), (WORLD, alpha["nats"][0]["NatGatewayId"])}
+    assert [a["SubnetId"] for a in public["Associations"] if not a.get("Main")] == [alpha["public"]["SubnetId"]]
+    assert [a["SubnetId"] for a in private["Associations"] if not a.get("Main")] == [alpha["private"]["SubnetId"]]
+
+
+def nacl_rules(nacl, egress):
+    out = set()
+    for e in nacl["Entries"]:
+        if e["Egress"] != egress or e["RuleNumber"] == 32767:
+            continue
+        assert e["RuleAction"] == "allow"
+        assert e["Protocol"] == "6", "only TCP rules are expected"
+        out.add((e["CidrBlock"], e["PortRange"]["From"], e["PortRange"]["To"]))
+    return out
+
+
+def test_public_nacl_exact(alpha):
+    nacl = one(alpha["nacls"], "airlock-alpha-public-nacl")
+    assert [a["SubnetId"] for a in nacl["Associations"]] == [alpha["public"]["SubnetId"]]
+    clients = ["203.0.113.0/24", "198.51.100.7/32"]
+    private = "10.0.1.0/24"
+    assert nacl_rules(nacl, egress=False) == {
+        *((c, p, p) for c in clients for p in (22, 80, 443)),  # clients -> proxy
+        (private, 443, 443), (private, 8443, 8443),  # server -> NAT gateway (LLM ports)
+        (WORLD, *EPH),  # replies from the internet (proxy patching, NAT) and the server
+    }
+    assert nacl_rules(nacl, egress=True) == {
+        *((c, *EPH) for c in clients),  # replies to clients
+        (private, 22, 22), (private, 3000, 3000), (private, 32768, 60999),  # proxy -> server
+        (private, *EPH),  # NAT replies to the server
+        (WORLD, 80, 80), (WORLD, 443, 443),  # proxy patching; NAT -> hostname endpoints
+        ("192.0.2.0/24", 8443, 8443),  # NAT -> gateway endpoint
+    }
+
+
+def test_private_nacl_exact(alpha):
+    nacl = one(alpha["nacls"], "airlock-alpha-private-nacl")
+    assert [a["SubnetId"] for a in nacl["Associations"]] == [alpha["private"]["SubnetId"]]
+    public = "10.0.0.0/24"
+    assert nacl_rules(nacl, egress=False) == {
+        (public, 22, 22), (public, 3000, 3000), (public, 32768, 60999),  # proxy -> server
+        (WORLD, *EPH), ("192.0.2.0/24", *EPH),  # LLM replies (hostname entry: anywhere)
+    }
+    assert nacl_rules(nacl, egress=True) == {
+        (public, *EPH),  # replies to the proxy
+        (WORLD, 443, 443), ("192.0.2.0/24", 8443, 8443),  # server -> LLM endpoints
+    }
+
+
+def sg_rules(group, egress, names):
+    out = set()
+    for perm in group["IpPermissionsEgress" if egress else "IpPermissions"]:
+        key = (perm["IpProtocol"], perm.get("FromPort"), perm.get("ToPort"))
+        out.update((*key, r["CidrIp"]) for r in perm.get("IpRanges", []))
+        out.update((*key, "sg:" + names[p["GroupId"]]) for p in perm.get("UserIdGroupPairs", []))
+        assert not perm.get("Ipv6Ranges") and not perm.get("PrefixListIds")
+    return out
+
+
+def test_security_groups_exact(alpha):
+    sgs = alpha["sgs"]
+    assert set(sgs) == {"airlock-alpha-proxy", "airlock-alpha-server", "airlock-alpha-bedrock-endpoint"}
+    names = {g["GroupId"]: n.removeprefix("airlock-alpha-") for n, g in sgs.items()}
+    proxy, server, endpoint = (sgs[f"airlock-alpha-{n}"] for n in ("proxy", "server", "bedrock-endpoint"))
+    dns_ntp = {("udp", 53, 53, RESOLVER), ("tcp", 53, 53, RESOLVER), ("udp", 123, 123, TIME)}
+    app = {("tcp", 22, 22), ("tcp", 3000, 3000), ("tcp", 32768, 60999)}
+    assert sg_rules(proxy, False, names) == {
+        ("tcp", p, p, c) for c in ("203.0.113.0/24", "198.51.100.7/32") for p in (22, 80, 443)
+    }
+    assert sg_rules(proxy, True, names) == {
+        *((*a, "sg:server") for a in app), ("tcp", 80, 80, WORLD), ("tcp", 443, 443, WORLD), *dns_ntp,
+    }
+    assert sg_rules(server, False, names) == {(*a, "sg:proxy") for a in app}
+    assert sg_rules(server, True, names) == {
+        ("tcp", 443, 443, WORLD),  # hostname entry: names are filtered on the host
+        ("tcp", 8443, 8443, "192.0.2.0/24"),
+        ("tcp", 443, 443, "sg:bedrock-endpoint"),
+        *dns_ntp,
+    }
+    assert sg_rules(endpoint, False, names) == {("tcp", 443, 443, "sg:server")}
+    assert sg_rules(endpoint, True, names) == set()
+
+
+def test_bedrock_interface_endpoint(alpha):
+    live = [e for e in alpha["endpoints"] if e["State"].lower() not in ("deleted", "deleting")]
+    assert len(live) == 1
+    ep = live[0]
+    assert ep["ServiceName"] == "com.amazonaws.us-east-1.bedrock-runtime"
+    assert ep["VpcEndpointType"] == "Interface"
+    assert ep["SubnetIds"] == [alpha["private"]["SubnetId"]]
+    assert [g["GroupId"] for g in ep["Groups"]] == [alpha["sgs"]["airlock-alpha-bedrock-endpoint"]["GroupId"]]
+
+
+# --- Read-back: hosts --------------------------------------------------------------------
+
+
+def test_key_pair(ec2, alpha, ssh_public_key):
+    keys = ec2.describe_key_pairs(KeyNames=["airlock-alpha"])["KeyPairs"]
+    assert len(keys) == 1 and tags(keys[0])["environment"] == "alpha"
+
+
+@pytest.mark.parametrize(
+    "name,itype,subnet,sg,size",
+    [("proxy", "t3.small", "public", "proxy", 20), ("openhands", "t3.large", "private", "server", 100)],
+)
+def test_instance(ec2, alpha, name, itype, subnet, sg, size):
+    assert set(alpha["instances"]) == {"airlock-alpha-proxy", "airlock-alpha-openhands"}
+    inst = alpha["instances"][f"airlock-alpha-{name}"]
+    assert inst["State"]["Name"] == "running"
+    assert inst["InstanceType"] == itype
+    assert inst["ImageId"] == "ami-785db401"  # moto's Canonical image matched by the name filter
+    assert inst["KeyName"] == "airlock-alpha"
+    assert inst["SubnetId"] == alpha[subnet]["SubnetId"]
+    assert [g["GroupId"] for g in inst["SecurityGroups"]] == [alpha["sgs"][f"airlock-alpha-{sg}"]["GroupId"]]
+    assert inst["MetadataOptions"]["HttpTokens"] == "required"
+    assert inst["MetadataOptions"]["HttpEndpoint"] == "enabled"
+    assert inst["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    assert tags(inst) == {"Name": f"airlock-alpha-{name}", "project": "airlock", "environment": "alpha", "tier": name}
+    root = [m for m in inst["BlockDeviceMappings"] if m["DeviceName"] == inst["RootDeviceName"]]
+    assert len(root) == 1
+    vol = ec2.describe_volumes(VolumeIds=[root[0]["Ebs"]["VolumeId"]])["Volumes"][0]
+    assert (vol["VolumeType"], vol["Encrypted"], vol["Size"]) == ("gp3", True, size)
+    eip = one(alpha["eips"], "airlock-alpha-proxy-eip")
+    if name == "proxy":
+        assert eip["InstanceId"] == inst["InstanceId"]
+        assert inst.get("PublicIpAddress") == eip["PublicIp"]
+    else:
+        assert "PublicIpAddress" not in inst or not inst["PublicIpAddress"]
+
+
+def test_every_tagged_resource_names_its_environment(ec2, converged):
+    described = ec2.describe_tags(Filters=[{"Name": "key", "Values": ["environment"]}])["Tags"]
+    ids = {t["ResourceId"] for t in described if t["Value"] == "alpha"}
+    assert len(ids) >= 15
+    names = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": sorted(ids)}, {"Name": "key", "Values": ["Name"]}])
+    named = {t["ResourceId"]: t["Value"] for t in names["Tags"]}
+    assert set(named) == ids, f"resources without a Name tag: {ids - set(named)}"
+    assert all(v.startswith("airlock-alpha") for v in named.values()), named
+
+
+# --- Inventory --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rendered_inventory(moto, converged, tmp_path_factory):
+    """inventories/aws with its aws_ec2 config rendered to point at moto (endpoint_url),
+    so the inventory is tested without the endpoint environment variables."""
+    inv = tmp_path_factory.mktemp("aws_inventory")
+    shutil.copytree(ROOT / "inventories" / "aws" / "group_vars", inv / "group_vars")
+    config = yaml.safe_load((ROOT / "inventories" / "aws" / "aws_ec2.yml").read_text())
+    assert config["plugin"] == "amazon.aws.aws_ec2"
+    config["endpoint_url"] = moto.url
+    (inv / "aws_ec2.yml").write_text(yaml.safe_dump(config))
+    env = base_env(moto, "alpha")
+    for key in ("AWS_URL", "AWS_ENDPOINT_URL"):
+        env.pop(key)
+    return inv, env
+
+
+def test_inventory_groups_and_hosts(rendered_inventory, alpha):
+    inv, env = rendered_inventory
+    out = subprocess.run([str(BIN / "ansible-inventory"), "-i", str(inv), "--list"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True)
+    data = json.loads(out.stdout)
+    assert data["proxy"]["hosts"] == ["airlock-alpha-proxy"]
+    assert data["openhands"]["hosts"] == ["airlock-alpha-openhands"]
+    groups = {g for g in data if g not in ("_meta", "all", "ungrouped", "aws_ec2")}
+    assert groups == {"proxy", "openhands"}, "beta's hosts or extra groups leaked in"
+    hostvars = data["_meta"]["hostvars"]
+    assert set(hostvars) == {"airlock-alpha-proxy", "airlock-alpha-openhands"}
+
+    def plain(value):
+        return value.get("__ansible_unsafe") if isinstance(value, dict) else value
+
+    proxy, server = alpha["instances"]["airlock-alpha-proxy"], alpha["instances"]["airlock-alpha-openhands"]
+    assert plain(hostvars["airlock-alpha-proxy"]["ansible_host"]) == proxy["PublicIpAddress"]
+    assert plain(hostvars["airlock-alpha-openhands"]["ansible_host"]) == server["PrivateIpAddress"]
+
+
+def test_inventory_connection_settings(rendered_inventory, alpha):
+    inv, env = rendered_inventory
+    proxy, server = alpha["instances"]["airlock-alpha-proxy"], alpha["instances"]["airlock-alpha-openhands"]
+    probe = "{{ [ansible_host, ansible_user, ansible_ssh_common_args | default(''), airlock_openhands_address] | to_json }}"
+    out = subprocess.run([str(BIN / "ansible"), "-i", str(inv), "all", "-o", "-m", "ansible.builtin.debug",
+                          "-a", f"msg={probe}"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    seen = {}
+    for line in out.stdout.splitlines():
+        host, _, rest = line.partition(" | SUCCESS => ")
+        if rest:
+            seen[host.strip()] = json.loads(json.loads(rest)["msg"]) if isinstance(json.loads(rest)["msg"], str) \
+                else json.loads(rest)["msg"]
+    assert seen["airlock-alpha-proxy"] == [proxy["PublicIpAddress"], "ubuntu", "", server["PrivateIpAddress"]]
+    assert seen["airlock-alpha-openhands"] == [
+        server["PrivateIpAddress"], "ubuntu", f"-o ProxyJump=ubuntu@{proxy['PublicIpAddress']}",
+        server["PrivateIpAddress"],
+    ]
+
+
+# --- Teardown (last: it removes alpha) ----------------------------------------------------
+
+
+def snapshot(ec2, env):
+    """Every live resource tagged with this environment, read type by type (moto keeps
+    the tags of deleted resources, so DescribeTags alone would not prove a deletion)."""
+    f = [{"Name": "tag:environment", "Values": [env]}]
+    live = set()
+    live |= {v["VpcId"] for v in ec2.describe_vpcs(Filters=f)["Vpcs"]}
+    live |= {s["SubnetId"] for s in ec2.describe_subnets(Filters=f)["Subnets"]}
+    live |= {g["InternetGatewayId"] for g in ec2.describe_internet_gateways(Filters=f)["InternetGateways"]}
+    live |= {r["RouteTableId"] for r in ec2.describe_route_tables(Filters=f)["RouteTables"]}
+    live |= {n["NetworkAclId"] for n in ec2.describe_network_acls(Filters=f)["NetworkAcls"]}
+    live |= {g["GroupId"] for g in ec2.describe_security_groups(Filters=f)["SecurityGroups"]}
+    live |= {a["AllocationId"] for a in ec2.describe_addresses(Filters=f)["Addresses"]}
+    live |= {k["KeyPairId"] for k in ec2.describe_key_pairs(Filters=f)["KeyPairs"]}
+    live |= {v["VolumeId"] for v in ec2.describe_volumes(Filters=f)["Volumes"]}
+    # moto ignores tag filters on these two calls: check the tags here.
+    live |= {n["NatGatewayId"] for n in ec2.describe_nat_gateways(Filter=f)["NatGateways"]
+             if n["State"] not in ("deleted", "deleting") and tags(n).get("environment") == env}
+    live |= {e["VpcEndpointId"] for e in ec2.describe_vpc_endpoints(Filters=f)["VpcEndpoints"]
+             if e["State"].lower() not in ("deleted", "deleting") and tags(e).get("environment") == env}
+    live |= {i["InstanceId"] for r in ec2.describe_instances(Filters=f)["Reservations"] for i in r["Instances"]
+             if i["State"]["Name"] not in ("terminated", "shutting-down")}
+    return live
+
+
+@pytest.fixture(scope="module")
+def torn_down(ec2, alpha, playbook):
+    untagged = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    beta_before = snapshot(ec2, "beta")
+    first = playbook("teardown.yml", "alpha")
+    second = playbook("teardown.yml", "alpha")
+    return {"first": first, "second": second, "untagged": untagged, "beta_before": beta_before}
+
+
+def test_teardown_removes_every_alpha_resource(ec2, torn_down):
+    assert torn_down["first"].rc == 0, torn_down["first"].output[-4000:]
+    assert snapshot(ec2, "alpha") == set()
+    assert not by_env(ec2.describe_addresses()["Addresses"], "alpha")
+    assert not ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": ["airlock-alpha"]}])["KeyPairs"]
+
+
+def test_teardown_twice_is_fine(torn_down):
+    assert torn_down["second"].rc == 0, torn_down["second"].output[-4000:]
+    assert torn_down["second"].recap["changed"] == 0
+
+
+def test_teardown_leaves_other_environment_and_untagged_alone(ec2, torn_down):
+    assert snapshot(ec2, "beta") == torn_down["beta_before"]
+    assert len(torn_down["beta_before"]) >= 15
+    beta = [i for r in ec2.describe_instances(Filters=[{"Name": "tag:environment", "Values": ["beta"]}])["Reservations"]
+            for i in r["Instances"]]
+    assert sorted(i["State"]["Name"] for i in beta) == ["running", "running"]
+    assert ec2.describe_vpcs(VpcIds=[torn_down["untagged"]])["Vpcs"]

@@ -1,0 +1,62 @@
+"""Bad input is rejected before any API call, and the error names the variable.
+
+Each case runs the real provisioning playbook against the moto server while moto
+records every request it receives: the run must fail, its message must name the
+variable, and the recording must stay empty (and no VPC may exist).
+"""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def clean(moto):
+    moto.reset()
+    return moto
+
+
+CASES = [
+    ("subnet outside the VPC", {"aws_enclave_public_subnet_cidr": "10.1.0.0/24"},
+     "aws_enclave_public_subnet_cidr: 10.1.0.0/24 is not inside aws_enclave_vpc_cidr"),
+    ("overlapping subnets", {"aws_enclave_private_subnet_cidr": "10.0.0.128/25"},
+     "aws_enclave_private_subnet_cidr: 10.0.0.128/25 overlaps aws_enclave_public_subnet_cidr"),
+    ("empty authorized_cidrs", {"airlock_authorized_cidrs": []}, "aws_enclave_authorized_cidrs: is empty"),
+    ("world SSH without opt-in", {"airlock_authorized_cidrs": ["0.0.0.0/0"]}, "aws_enclave_allow_ssh_from_anywhere"),
+    ("malformed CIDR", {"airlock_aws_vpc_cidr": "10.0.0.0/33"}, "aws_enclave_vpc_cidr: '10.0.0.0/33'"),
+    ("malformed endpoint host", {"airlock_llm_endpoints": [{"name": "x", "hosts": ["not a host"]}]},
+     "aws_enclave_llm_endpoints[0].hosts"),
+    ("malformed endpoint URL", {"aws_enclave_endpoint_url": "ftp://127.0.0.1:1"}, "aws_enclave_endpoint_url"),
+    ("unknown instance type format", {"airlock_aws_server_instance_type": "t3large"},
+     "aws_enclave_server_instance_type: 't3large'"),
+    ("missing key material", {"airlock_aws_ssh_public_key": ""}, "aws_enclave_ssh_public_key: is empty"),
+]
+
+
+@pytest.mark.parametrize("bad,needle", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_rejected_before_any_api_call(clean, playbook, bad, needle):
+    clean.start_recording()
+    run = playbook("aws_provision.yml", "gamma", bad)
+    requests = clean.recorded_requests()
+    assert run.rc != 0, run.output[-3000:]
+    assert needle in run.output, run.output[-3000:]
+    assert "Check the enclave inputs before any API call" in run.output
+    assert requests == [], f"API calls were made: {[r.get('url') for r in requests]}"
+    assert clean.client().describe_vpcs(Filters=[{"Name": "tag:environment", "Values": ["gamma"]}])["Vpcs"] == []
+
+
+def test_world_ssh_with_opt_in_passes_validation(clean, playbook):
+    """The opt-in is honoured; only the always-tagged validation and report run (no API call)."""
+    clean.start_recording()
+    run = playbook("aws_provision.yml", "gamma",
+                   {"airlock_authorized_cidrs": ["0.0.0.0/0"], "aws_enclave_allow_ssh_from_anywhere": True},
+                   args=("--tags", "always"))
+    requests = clean.recorded_requests()
+    assert run.rc == 0, run.output[-3000:]
+    assert requests == []
+
+
+def test_recording_sees_api_calls(clean, playbook):
+    """The recorder works: a valid run with a task that calls the API is recorded."""
+    clean.start_recording()
+    clean.client().describe_vpcs()
+    assert clean.recorded_requests(), "moto recorded nothing: the no-API-call checks would prove nothing"
