@@ -13,9 +13,9 @@ airlock_probe_rows(results, where)
     Report rows ``{"check", "where", "ok", "detail"}`` from a looped ``command`` result
     whose loop items came from airlock_probe_plan (reach.py exits 0 when it reached).
 
-airlock_port_rows(results, where, want_open, address)
-    Report rows from a looped ``wait_for`` (items are ports, ``failed_when: false``):
-    ok when the port was open exactly when ``want_open``.
+airlock_port_plan(address, ports, want_open, where)
+    TCP probes of ``address`` on each port, in the same form as airlock_probe_plan:
+    "answers <where>" when ``want_open``, "is closed to <where>" otherwise.
 
 airlock_report_markdown(rows, title)
     The Markdown report: a summary line and one table row per check.
@@ -55,18 +55,12 @@ def airlock_probe_rows(results, where):
     return rows
 
 
-def airlock_port_rows(results, where, want_open, address):
-    rows = []
-    for res in results.get("results", []):
-        is_open = not res.get("failed", False)
-        verb = "answers" if want_open else "is closed to"
-        rows.append({
-            "check": f"{address}:{res['item']} {verb} {where}",
-            "where": where,
-            "ok": is_open == bool(want_open),
-            "detail": "open" if is_open else (res.get("msg") or "closed"),
-        })
-    return rows
+def airlock_port_plan(address, ports, want_open, where):
+    return [{
+        "name": f"{address}:{port} {'answers' if want_open else 'is closed to'} {where}",
+        "args": ["tcp", str(address), str(port)],
+        "want": bool(want_open),
+    } for port in ports]
 
 
 def airlock_report_markdown(rows, title):
@@ -90,6 +84,6 @@ class FilterModule:
         return {
             "airlock_probe_plan": airlock_probe_plan,
             "airlock_probe_rows": airlock_probe_rows,
-            "airlock_port_rows": airlock_port_rows,
+            "airlock_port_plan": airlock_port_plan,
             "airlock_report_markdown": airlock_report_markdown,
         }

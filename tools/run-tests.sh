@@ -33,7 +33,7 @@ run_stage() { # name command...
 stage_lint() { yamllint -s . && ansible-lint --offline; }
 stage_unit() { pytest -q -p no:cacheprovider tests/unit; }
 stage_roles() { pytest -q -p no:cacheprovider tests/roles; }
-stage_aws() { pytest -q -p no:cacheprovider tests/aws; }
+stage_aws() { pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/aws; }
 stage_host() { pytest -q -p no:cacheprovider -rs tests/host; }
 stage_e2e() { pytest -q -p no:cacheprovider -rs tests/e2e; }
 scenario() { molecule test -s "$1"; }

@@ -52,10 +52,12 @@ def test_rows_survive_a_probe_that_printed_nothing():
     assert rows[0]["ok"] is False and "not found" in rows[0]["detail"]
 
 
-def test_port_rows():
-    results = {"results": [{"item": 3000, "failed": False}, {"item": 40000, "failed": True, "msg": "Timeout"}]}
-    assert [r["ok"] for r in av.airlock_port_rows(results, "the proxy", True, "10.0.1.5")] == [True, False]
-    assert [r["ok"] for r in av.airlock_port_rows(results, "the router", False, "10.0.1.5")] == [False, True]
+def test_port_plan_and_its_rows():
+    plan = av.airlock_port_plan("10.0.1.5", [3000, 40000], False, "the router")
+    assert plan[0] == {"name": "10.0.1.5:3000 is closed to the router", "args": ["tcp", "10.0.1.5", "3000"], "want": False}
+    results = {"results": [{"item": plan[0], "rc": 0, "stdout": json.dumps({"detail": "connected"})},
+                           {"item": plan[1], "rc": 1, "stdout": json.dumps({"detail": "timed out"})}]}
+    assert [r["ok"] for r in av.airlock_probe_rows(results, "router")] == [False, True]
 
 
 def test_markdown_report_counts_and_marks_failures():
