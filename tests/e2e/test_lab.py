@@ -16,12 +16,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "airlock-lab"
+# The test builds a lab of its own beside any lab the user has running: its own name,
+# addresses and published ports (inventories/lab/group_vars/all/lab.yml reads these).
+LAB = {"AIRLOCK_LAB_NAME": "e2e", "AIRLOCK_LAB_NET": "10.214",
+       "AIRLOCK_LAB_HTTPS_PORT": "18443", "AIRLOCK_LAB_HTTP_PORT": "18080"}
+PREFIX = "airlock-" + LAB["AIRLOCK_LAB_NAME"]
+HOST = {"proxy": "airlock-lab-proxy", "openhands": "airlock-lab-openhands"}  # inventory names
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
 def playbook(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+    env = {**os.environ, **LAB, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
     cmd = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), *args]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     (ROOT / "reports").mkdir(exist_ok=True)
@@ -66,7 +71,7 @@ def test_site_converges():
 
 def test_validate_is_all_green():
     res = playbook("playbooks/validate.yml")
-    report = json.loads((ROOT / "reports" / "validate-lab.json").read_text())
+    report = json.loads((ROOT / "reports" / f"validate-{LAB['AIRLOCK_LAB_NAME']}.json").read_text())
     failed = [c for c in report["checks"] if c["ok"] is False]
     assert res.returncode == 0 and report["passed"] and not failed, json.dumps(failed, indent=1)
     # The report must really have proven the claims, not skipped them.
@@ -90,13 +95,13 @@ def test_single_role_rerun_repairs_drift():
     docker("exec", f"{PREFIX}-proxy", "sh", "-c", f"echo '# hand edit' >> {site}")
     res = playbook("site.yml", "--tags", "nginx_proxy")
     ok(res)
-    assert recap(res)[f"{PREFIX}-proxy"]["changed"] >= 1
+    assert recap(res)[HOST["proxy"]]["changed"] >= 1
     assert "# hand edit" not in docker("exec", f"{PREFIX}-proxy", "cat", site)
     # Drift 2: someone flushes the egress firewall's table on the server.
     docker("exec", f"{PREFIX}-openhands", "nft", "delete", "table", "inet", "airlock")
     res = playbook("site.yml", "--tags", "egress_firewall")
     ok(res)
-    assert recap(res)[f"{PREFIX}-openhands"]["changed"] >= 1
+    assert recap(res)[HOST["openhands"]]["changed"] >= 1
     assert "table inet airlock" in docker("exec", f"{PREFIX}-openhands", "nft", "list", "tables")
     ok(playbook("playbooks/validate.yml"))
 
@@ -104,4 +109,4 @@ def test_single_role_rerun_repairs_drift():
 def test_lab_down_leaves_nothing():
     ok(playbook("playbooks/lab_down.yml"))
     assert lab_objects() == []
-    assert not (ROOT / ".lab").exists()
+    assert not (ROOT / f".{LAB['AIRLOCK_LAB_NAME']}").exists()
