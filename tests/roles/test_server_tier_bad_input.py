@@ -56,7 +56,10 @@ CASES = [
 def run_role(tmp_path: Path, role: str, extra: dict) -> subprocess.CompletedProcess:
     playbook = tmp_path / "play.yml"
     playbook.write_text(f"- hosts: localhost\n  gather_facts: false\n  roles: [{role}]\n")
-    variables = {**(EGRESS_OK if role == "egress_firewall" else OPENHANDS_OK), **extra}
+    variables = {**(EGRESS_OK if role == "egress_firewall" else OPENHANDS_OK), **extra,
+                 # localhost is named in the inventory, so Ansible would discover an interpreter
+                 # on PATH (on some machines a broken shim): use the one running the tests.
+                 "ansible_python_interpreter": sys.executable}
     # Everything the role would write goes under tmp_path, so "nothing changed" is checkable.
     variables.update({"egress_firewall_config_dir": str(tmp_path / "etc-airlock")} if role == "egress_firewall" else
                      {"openhands_config_dir": str(tmp_path / "etc-openhands"),
