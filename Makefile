@@ -26,6 +26,7 @@ setup:
 lab: setup
 	@$(BIN)/ansible-playbook playbooks/lab_up.yml
 	@$(BIN)/ansible-playbook site.yml
+	@$(BIN)/ansible-playbook playbooks/backup.yml
 	@$(BIN)/ansible-playbook playbooks/lab_info.yml
 
 lab-down: setup

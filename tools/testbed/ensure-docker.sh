@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine answers on this machine. Idempotent:
-#  - installs docker.io (and debootstrap, for the base images) from the distribution
+#  - installs docker.io (with debootstrap, for the base images, and auditd, for the
+#    kernel audit test) from the distribution
 #    archive when missing;
 #  - starts dockerd itself when it is not running (CI hosts have no systemd);
 #  - waits until `docker info` answers, or fails with the daemon's own last words.
@@ -11,6 +12,8 @@ log=${AIRLOCK_DOCKERD_LOG:-/var/log/airlock-dockerd.log}
 missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+# auditctl/ausearch: tests/host loads the audit rules into this machine's real kernel.
+command -v auditctl >/dev/null 2>&1 || missing+=(auditd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from the distribution archive ..."
   export DEBIAN_FRONTEND=noninteractive
