@@ -1,0 +1,199 @@
+"""The OpenHands server built from PyPI (airlock/openhands-pypi) holds a real conversation.
+
+On this machine's Docker engine, with nothing from a registry:
+  - the image is built (or found current) by tools/realserver/build.sh;
+  - a fake OpenAI-compatible LLM (tools/standin/fake-llm/fake_llm.py, which refuses any
+    key but a random one) runs on a Docker network of the test's own;
+  - the app server runs with the Docker socket and the SAME image as its agent-server
+    sandbox image (AGENT_SERVER_IMAGE_REPOSITORY/TAG), so each conversation starts a
+    sandbox container from it, as V1 does with the official agent-server image;
+  - the LLM is configured through the settings API, a conversation is started through
+    the API, and the test proves: the fake LLM received the agent's request with the
+    configured model and key FROM the sandbox container's address; the conversation
+    finished with the fake reply, as recorded by the app server (events arrive there by
+    the sandbox's webhook callbacks).
+
+Run:  pytest -s tools/realserver/test_realserver.py       (about 1 min once built)
+Timings and sizes are printed and written to reports/realserver-measurements.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+import ohapi  # noqa: E402
+
+IMAGE = "airlock/openhands-pypi"
+FAKE_LLM = ROOT / "tools" / "standin" / "fake-llm" / "fake_llm.py"
+FAKE_REPLY = "Hello from the fake LLM stand-in."
+MODEL = "openai/airlock-test-model"
+MEASURED: dict = {}
+
+
+def docker(*args: str, check: bool = True) -> str:
+    res = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: {res.stderr.strip()}")
+    return res.stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+def bridge_ip(container: str) -> str:
+    return docker("inspect", "-f", "{{ .NetworkSettings.Networks.bridge.IPAddress }}", container)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    start = time.monotonic()
+    out = subprocess.run([str(HERE / "build.sh")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    MEASURED["build_step_s"] = round(time.monotonic() - start, 1)
+    MEASURED["build_output"] = out.stdout.strip()
+    tag = docker("image", "inspect", "-f", '{{ index .Config.Labels "airlock.recipe" }}', f"{IMAGE}:latest")
+    MEASURED["image"] = f"{IMAGE}:{tag}"
+    MEASURED["image_size_mb"] = round(int(docker("image", "inspect", "-f", "{{ .Size }}", f"{IMAGE}:{tag}")) / 1e6)
+
+    uid = secrets.token_hex(4)
+    name = f"airlock-rs-{uid}"
+    sandbox_prefix = f"{name}-sbx-"
+    key = secrets.token_urlsafe(24)
+    state = Path(tempfile.mkdtemp(prefix="airlock-rs-state."))
+    port = free_port()
+    try:
+        docker("network", "create", "--label", "airlock.test=realserver", f"{name}-net")
+        docker("run", "-d", "--name", f"{name}-llm", "--network", f"{name}-net", "--label", "airlock.test=realserver",
+               "-v", f"{FAKE_LLM}:/opt/fake_llm.py:ro", "airlock/debian:13",
+               "python3", "/opt/fake_llm.py", "--port", "8000", "--api-key", key)
+        # Upstream 1.11.0 starts every sandbox on Docker's default bridge (network_mode is
+        # not configurable), so the fake LLM must also be reachable there.
+        docker("network", "connect", "bridge", f"{name}-llm")
+        llm_ip = bridge_ip(f"{name}-llm")
+        # What host.docker.internal (host-gateway) means inside a sandbox.
+        gateway = docker("inspect", "-f", "{{ .NetworkSettings.Networks.bridge.Gateway }}", f"{name}-llm")
+        start = time.monotonic()
+        docker("run", "-d", "--name", f"{name}-app", "--label", "airlock.test=realserver",
+               "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", f"{state}:/.openhands",
+               # the test talks to loopback; sandboxes call the webhooks on the bridge gateway
+               "-p", f"127.0.0.1:{port}:3000", "-p", f"{gateway}:{port}:3000",
+               "--add-host", "host.docker.internal:host-gateway",
+               "-e", f"AGENT_SERVER_IMAGE_REPOSITORY={IMAGE}", "-e", f"AGENT_SERVER_IMAGE_TAG={tag}",
+               # Name this test's sandboxes apart: the app server manages (and prunes) every
+               # container whose name has its prefix, and this engine is shared.
+               "-e", "OH_SANDBOX_KIND=openhands.app_server.sandbox.docker_sandbox_service.DockerSandboxServiceInjector",
+               "-e", f"OH_SANDBOX_CONTAINER_NAME_PREFIX={sandbox_prefix}",
+               "-e", f"OH_SANDBOX_HOST_PORT={port}",
+               # (with OH_SANDBOX_KIND set, the legacy SANDBOX_* variables are not read)
+               "-e", "OH_SANDBOX_STARTUP_GRACE_SECONDS=180",
+               "-e", "LOG_ALL_EVENTS=true",
+               f"{IMAGE}:{tag}")
+        api = ohapi.Api(f"http://127.0.0.1:{port}")
+        MEASURED["app_startup_s"] = round(api.wait_healthy(timeout=180), 1) + 0.0
+        yield {"api": api, "name": name, "key": key, "llm_ip": llm_ip, "sandbox_prefix": sandbox_prefix,
+               "state": state, "tag": tag}
+    finally:
+        res = subprocess.run(["docker", "logs", "--tail", "400", f"{name}-app"], capture_output=True, text=True)
+        logs = res.stdout + res.stderr
+        (ROOT / "reports").mkdir(exist_ok=True)
+        (ROOT / "reports" / "realserver-app.log").write_text(logs)
+        for sbx in docker("ps", "-aq", "--filter", f"name={sandbox_prefix}", check=False).split():
+            res = subprocess.run(["docker", "logs", "--tail", "200", sbx], capture_output=True, text=True)
+            (ROOT / "reports" / "realserver-sandbox.log").write_text(res.stdout + res.stderr)
+            docker("rm", "-f", "-v", sbx, check=False)
+        docker("rm", "-f", f"{name}-app", f"{name}-llm", check=False)
+        docker("network", "rm", f"{name}-net", check=False)
+        shutil.rmtree(state, ignore_errors=True)
+        (ROOT / "reports" / "realserver-measurements.json").write_text(json.dumps(MEASURED, indent=1) + "\n")
+        print("\nmeasured:", json.dumps(MEASURED, indent=1))
+
+
+def test_image_is_labelled_as_built_from_pypi(stack):
+    labels = json.loads(docker("image", "inspect", "-f", "{{ json .Config.Labels }}", f"{IMAGE}:{stack['tag']}"))
+    assert labels["airlock.openhands-pypi"] == "true"
+    assert "built from PyPI" in labels["org.opencontainers.image.description"]
+    assert "not the official image" in labels["org.opencontainers.image.description"]
+    versions = docker("run", "--rm", f"{IMAGE}:{stack['tag']}", "pip", "list", "--format", "json")
+    got = {p["name"]: p["version"] for p in json.loads(versions)}
+    assert got["openhands-ai"] == "1.11.0"
+    # The build host's CA bundle reached only the build stage.
+    assert docker("run", "--rm", f"{IMAGE}:{stack['tag']}", "sh", "-c",
+                  "ls /tmp/build-ca.crt 2>/dev/null; env | grep -c PIP_CERT || true") == "0"
+
+
+def test_settings_api_stores_the_llm(stack):
+    api = stack["api"]
+    settings = api.configure_llm(MODEL, f"http://{stack['llm_ip']}:8000/v1", stack["key"])
+    llm = settings["agent_settings"]["llm"]
+    MEASURED["settings_after_post"] = {"agent_settings.llm": {k: llm.get(k) for k in ("model", "base_url", "api_key")},
+                                       "llm_api_key_set": settings.get("llm_api_key_set")}
+    assert llm["model"] == MODEL
+    assert llm["base_url"] == f"http://{stack['llm_ip']}:8000/v1"
+    assert llm["api_key"] is None and settings["llm_api_key_set"] is True
+    assert stack["key"] not in json.dumps(settings), "the settings API must not hand the key back"
+
+
+def test_conversation_runs_in_a_sandbox_and_calls_the_llm(stack):
+    api = stack["api"]
+    start = time.monotonic()
+    task = api.start_conversation("Please say hello.")
+    task = api.wait_started(task["id"])
+    MEASURED["conversation_ready_s"] = round(time.monotonic() - start, 1)
+    conv_id = task["app_conversation_id"]
+    conv = api.wait_final(conv_id)
+    MEASURED["conversation_final_s"] = round(time.monotonic() - start, 1)
+    MEASURED["execution_status"] = conv["execution_status"]
+    assert conv["execution_status"] == "finished", conv
+
+    sandboxes = docker("ps", "--filter", f"name={stack['sandbox_prefix']}", "--format", "{{.Names}} {{.Image}}").splitlines()
+    assert len(sandboxes) == 1, sandboxes
+    sandbox, image = sandboxes[0].split()
+    assert image == f"{IMAGE}:{stack['tag']}"
+    sandbox_ip = bridge_ip(sandbox)
+    # The agent-server in the sandbox runs as the unprivileged user, like the official image.
+    assert docker("exec", sandbox, "sh", "-c", "ps -o user= -C python | sort -u") == "openhands"
+
+    records = json.loads(docker("exec", f"{stack['name']}-llm", "curl", "-s", "http://127.0.0.1:8000/_requests"))
+    MEASURED["fake_llm_received"] = [
+        {k: (v if k != "authorization" else ("Bearer <configured key>" if v == f"Bearer {stack['key']}" else v))
+         for k, v in r.items() if k != "time"} | {"from": "sandbox" if r["source"] == sandbox_ip else r["source"]}
+        for r in records]
+    agent_calls = [r for r in records if r["path"].endswith("/chat/completions") and r["source"] == sandbox_ip]
+    assert agent_calls, f"no completion request from the sandbox ({sandbox_ip}): {records}"
+    for r in agent_calls:
+        assert r["model"] == MODEL.split("/", 1)[1]
+        assert r["authorization"] == f"Bearer {stack['key']}"
+
+    texts = ohapi.agent_texts(api.events(conv_id))
+    assert any(FAKE_REPLY in t for t in texts), texts
+    stack["conversation"] = conv_id
+
+
+def test_conversation_and_settings_survive_a_restart(stack):
+    api = stack["api"]
+    start = time.monotonic()
+    docker("restart", "-t", "20", f"{stack['name']}-app")
+    api.wait_healthy(timeout=180)
+    MEASURED["restart_s"] = round(time.monotonic() - start, 1)
+    settings = api.ok("GET", "/api/v1/settings")
+    assert settings["agent_settings"]["llm"]["model"] == MODEL and settings["llm_api_key_set"] is True
+    conv = api.conversation(stack["conversation"])
+    assert conv is not None
+    texts = ohapi.agent_texts(api.events(stack["conversation"]))
+    assert any(FAKE_REPLY in t for t in texts), texts
