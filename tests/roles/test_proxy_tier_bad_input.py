@@ -1,0 +1,152 @@
+"""Bad input to the proxy tier roles is rejected before anything changes, naming the variable.
+
+Each case runs ansible-playbook against localhost (connection local) with one bad value on
+top of a valid baseline for nginx_proxy, fail2ban or host_baseline. The play must fail in
+the role's validation step (argument specs or the validate.yml assertions, which come
+before every task that changes something), report changed=0, name the variable, and never
+print a password. The role filters are unit tested directly.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
+SECRET = "never-shown-password-123"
+CERT = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+
+BASELINE = {
+    "nginx_proxy": {"nginx_proxy_users": [{"name": "alice", "password": SECRET}],
+                    "nginx_proxy_upstream_host": "10.0.1.10"},
+    "fail2ban": {"fail2ban_ignoreip": ["192.0.2.10/32"]},
+    "host_baseline": {"host_baseline_ufw_authorized_cidrs": ["192.0.2.0/24"],
+                      "host_baseline_ntp_servers": ["192.0.2.123"]},
+}
+
+CASES = [
+    # The five the issue names.
+    ("nginx_proxy", {"nginx_proxy_users": []}, "nginx_proxy_users is empty"),
+    ("nginx_proxy", {"nginx_proxy_users": [{"name": "alice", "password": "short-pw"}]},
+     "nginx_proxy_users: the password of alice is shorter than nginx_proxy_password_min_length"),
+    ("nginx_proxy", {"nginx_proxy_tls_mode": "letsencrypt"}, "nginx_proxy_tls_mode"),
+    ("nginx_proxy", {"nginx_proxy_tls_certificate": CERT}, "nginx_proxy_tls_private_key is empty"),
+    ("nginx_proxy", {"nginx_proxy_upstream_host": "10.0.1.10:3000"}, "nginx_proxy_upstream_host '10.0.1.10:3000' is malformed"),
+    # More of the same kind.
+    ("nginx_proxy", {"nginx_proxy_upstream_host": "http://openhands"}, "nginx_proxy_upstream_host"),
+    ("nginx_proxy", {"nginx_proxy_upstream_host": "10.0.1.300"}, "nginx_proxy_upstream_host"),
+    ("nginx_proxy", {"nginx_proxy_users": [{"name": "al ice", "password": SECRET}]}, "nginx_proxy_users: invalid"),
+    ("nginx_proxy", {"nginx_proxy_tls_mode": "provided"}, "nginx_proxy_tls_certificate is empty"),
+    ("nginx_proxy", {"nginx_proxy_tls_mode": "acme", "nginx_proxy_server_name": "proxy.example.org",
+                     "nginx_proxy_acme_email": "ops@example.org"}, "nginx_proxy_acme_terms_agreed"),
+    ("nginx_proxy", {"nginx_proxy_sandbox_port_range": {"start": 5000, "end": 4000}}, "nginx_proxy_sandbox_port_range"),
+    ("nginx_proxy", {"nginx_proxy_internal_callers": ["10.0.1.10/24"]}, "nginx_proxy_internal_callers"),
+    ("nginx_proxy", {"nginx_proxy_auth_backend": "ldap"}, "nginx_proxy_auth_backend"),
+    ("nginx_proxy", {"nginx_proxy_upstream_host": "openhands.internal"}, "nginx_proxy_resolvers is empty"),
+    ("fail2ban", {"fail2ban_ignoreip": ["192.0.2.10/24"]}, "fail2ban_ignoreip"),
+    ("fail2ban", {"fail2ban_banaction": "ufw"}, "fail2ban_banaction"),
+    ("fail2ban", {"fail2ban_sshd_port": 70000}, "fail2ban_sshd_port"),
+    ("fail2ban", {"fail2ban_banaction": "iptables-multiport"}, "fail2ban_banaction and fail2ban_banaction_allports"),
+    ("host_baseline", {"host_baseline_ufw_authorized_cidrs": []}, "host_baseline_ufw_authorized_cidrs is empty"),
+    ("host_baseline", {"host_baseline_ufw_authorized_cidrs": ["not-a-cidr"]}, "host_baseline_ufw_authorized_cidrs: not a CIDR"),
+    ("host_baseline", {"host_baseline_ssh_permit_root_login": "yes"}, "host_baseline_ssh_permit_root_login"),
+    ("host_baseline", {"host_baseline_ntp_servers": []}, "host_baseline_ntp_servers is empty"),
+]
+
+
+def run_role(tmp_path: Path, role: str, extra: dict, tasks_from: str = ""):
+    """Run the role on this machine in check mode: should validation ever let bad input
+    through, check mode still keeps the machine running the tests unchanged."""
+    playbook = tmp_path / "play.yml"
+    include = f"ansible.builtin.include_role: {{name: {role}{', tasks_from: ' + tasks_from if tasks_from else ''}}}"
+    playbook.write_text(
+        f"- hosts: localhost\n  gather_facts: {'true' if tasks_from else 'false'}\n"
+        f"  gather_subset: ['!all']\n  tasks:\n    - name: Apply\n      {include}\n")
+    variables = {**BASELINE[role], **extra, "ansible_python_interpreter": sys.executable}
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+           "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FACT_CACHING": "memory",
+           "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
+    return subprocess.run(
+        [ANSIBLE_PLAYBOOK, "--check", "-i", "localhost,", "-c", "local", str(playbook), "-e", json.dumps(variables)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180, check=False)
+
+
+def assert_rejected_before_change(result, message):
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert message in out, out
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s", out), out
+    assert SECRET not in out and "short-pw" not in out, "a password was printed"
+    # The failing task is the argument validation or the role's validation/lockout step.
+    assert "fatal:" in out, out
+    task = out[out.rfind("TASK [", 0, out.index("fatal:")):].split("]", 1)[0]
+    assert re.search(r"Validating arguments|: Check |: Refuse ", task), task
+
+
+@pytest.mark.parametrize("role,extra,message", CASES,
+                         ids=[f"{c[0]}-{next(iter(c[1]))}-{i}" for i, c in enumerate(CASES)])
+def test_bad_input_rejected_before_any_change(tmp_path, role, extra, message):
+    assert_rejected_before_change(run_role(tmp_path, role, extra), message)
+
+
+# The lockout guard, alone (tasks_from: lockout, which only reads): as if this play had
+# logged in over SSH from 198.51.100.7.
+SESSION = {"__host_baseline_ssh_client": "198.51.100.7 50000 22"}
+
+
+def test_lockout_guard_refuses_to_disable_the_root_login_in_use(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the root-login case needs the tests to run as root")
+    result = run_role(tmp_path, "host_baseline", SESSION, tasks_from="lockout")
+    assert_rejected_before_change(result, "host_baseline_ssh_permit_root_login is no")
+
+
+def test_lockout_guard_refuses_ufw_cidrs_without_the_operator(tmp_path):
+    result = run_role(tmp_path, "host_baseline", {**SESSION, "host_baseline_ssh_permit_root_login": "prohibit-password",
+                                                  "host_baseline_ssh_allow_users": []}, tasks_from="lockout")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    # The missing authorized_keys or the CIDR check stops it; both would lock the operator out.
+    assert "Lockout guard (host_baseline_lockout_check)" in out, out
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s", out), out
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+NGINX = _load(ROOT / "roles/nginx_proxy/filter_plugins/nginx_proxy.py")
+BASELINE_FILTERS = _load(ROOT / "roles/host_baseline/filter_plugins/host_baseline.py")
+
+
+@pytest.mark.parametrize("start,end", [(32768, 60999), (1024, 65535), (8000, 8012), (40000, 40000), (5, 123)])
+def test_sandbox_port_regex_matches_exactly_the_range(start, end):
+    rx = re.compile("^" + NGINX.port_range_regex(start, end) + "$")
+    matched = [n for n in range(0, 70000) if rx.match(str(n))]
+    assert matched == list(range(start, end + 1))
+    assert not rx.match("0" + str(start)) and not rx.match(f"{start}/")
+
+
+@pytest.mark.parametrize("value,kind", [
+    ("10.0.1.10", "ipv4"), ("fd00::10", "ipv6"), ("openhands.internal", "hostname"), ("openhands", "hostname"),
+    ("10.0.1.300", "invalid"), ("10.0.1.10:3000", "invalid"), ("http://openhands", "invalid"), ("", "invalid"),
+    (" 10.0.1.10", "invalid"), ("-bad.example", "invalid"),
+])
+def test_upstream_address_kind(value, kind):
+    assert NGINX.address_kind(value) == kind
+
+
+def test_address_in():
+    assert BASELINE_FILTERS.address_in("192.0.2.7", ["198.51.100.0/24", "192.0.2.0/24"])
+    assert not BASELINE_FILTERS.address_in("203.0.113.1", ["192.0.2.0/24"])
+    assert not BASELINE_FILTERS.address_in("garbage", ["0.0.0.0/0"])
