@@ -4,7 +4,8 @@
 #
 #   tools/realserver/build.sh                 build airlock/openhands-pypi:<recipe> and :latest
 #   tools/realserver/build.sh --save FILE     also write a `docker save` archive of both tags
-#                                             to FILE and the recipe tag to FILE.tag
+#                                             to FILE and the recipe tag to FILE.tag (kept
+#                                             while FILE.tag names the current recipe)
 #
 # pip inside the build must reach PyPI through this host's HTTPS interception, so the
 # build host's CA bundle is handed to the build stage as a build-context file (it never
@@ -45,7 +46,13 @@ else
 fi
 
 if [ -n "$save" ]; then
-  docker save -o "$save" "$image:$recipe" "$image:latest"
-  echo "$recipe" >"$save.tag"
-  echo "saved $image:$recipe to $save"
+  if [ -s "$save" ] && [ "$(cat "$save.tag" 2>/dev/null)" = "$recipe" ]; then
+    echo "$save holds $image:$recipe already"
+  else
+    rm -f "$save.tag"
+    docker save -o "$save.partial" "$image:$recipe" "$image:latest"
+    mv "$save.partial" "$save"
+    echo "$recipe" >"$save.tag"
+    echo "saved $image:$recipe to $save"
+  fi
 fi

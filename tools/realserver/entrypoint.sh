@@ -16,6 +16,10 @@ case "${1:-app-server}" in
     exec uvicorn openhands.app_server.app:app --host 0.0.0.0 --port 3000 "$@" ;;
   agent-server|-*)
     [ "$1" = agent-server ] && shift
+    # OH_PERSISTENCE_DIR (/.openhands) is the app server's state directory; the
+    # agent-server keeps its own under the user's home (~/.openhands), as in the
+    # official agent-server image, which does not set it.
+    unset OH_PERSISTENCE_DIR
     if [ "$(id -u)" = 0 ]; then
       mkdir -p /workspace/project
       chown openhands:openhands /workspace /workspace/project

@@ -1,0 +1,289 @@
+"""The REAL OpenHands server (built from PyPI, tools/realserver/) in the lab, end to end.
+
+A user who logs in at the proxy holds a conversation whose LLM calls leave through the one
+approved path; the agent's sandbox cannot reach anything else; nothing works without the
+login; a restart of the service keeps the conversation and the settings.
+
+By default the test builds its own lab beside any other (name "realoh", 10.216.x, ports
+28443/28080), deploys it with site.yml and the real server selected by the extra
+variables in tools/realserver/lab-pypi.yml, and removes it at the end:
+
+    tools/realserver/build.sh --save .cache/images/openhands-pypi.tar
+    ansible-playbook playbooks/lab_up.yml
+    ansible-playbook site.yml -e @tools/realserver/lab-pypi.yml
+
+To check a lab that is already up with the real server instead (e.g. `make lab` deployed
+that way), set AIRLOCK_REAL_OPENHANDS_LAB=existing and the lab's AIRLOCK_LAB_NAME /
+AIRLOCK_LAB_HTTPS_PORT if they are not the defaults; that lab is left as it is.
+
+Steps share one lab and run in file order; a failed step skips the rest (conftest.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools" / "realserver"))
+import ohapi  # noqa: E402
+
+EXISTING = os.environ.get("AIRLOCK_REAL_OPENHANDS_LAB") == "existing"
+if EXISTING:
+    LAB = {k: os.environ[k] for k in ("AIRLOCK_LAB_NAME", "AIRLOCK_LAB_NET", "AIRLOCK_LAB_HTTPS_PORT",
+                                     "AIRLOCK_LAB_HTTP_PORT") if k in os.environ}
+else:
+    LAB = {"AIRLOCK_LAB_NAME": "realoh", "AIRLOCK_LAB_NET": "10.216",
+           "AIRLOCK_LAB_HTTPS_PORT": "28443", "AIRLOCK_LAB_HTTP_PORT": "28080"}
+NAME = LAB.get("AIRLOCK_LAB_NAME", "lab")
+NET = LAB.get("AIRLOCK_LAB_NET", "10.213")
+PREFIX = f"airlock-{NAME}"
+HOST = f"{PREFIX}-openhands"
+URL = f"https://127.0.0.1:{LAB.get('AIRLOCK_LAB_HTTPS_PORT', '8443')}"
+SECRETS = ROOT / f".{NAME}"
+ARCHIVE = ROOT / ".cache" / "images" / "openhands-pypi.tar"
+EXTRA_VARS = "@tools/realserver/lab-pypi.yml"
+# What inventories/lab/group_vars/all/airlock.yml configures for the lab.
+LLM_MODEL = "openai/airlock-lab-model"
+LLM_HOST, LLM_PORT = "llm.airlock.test", 8000
+DECOY = "decoy.airlock.test"
+FAKE_REPLY = "Hello from the fake LLM stand-in."
+STATE: dict = {}
+
+
+def playbook(*args: str, timeout: int = 2400) -> subprocess.CompletedProcess:
+    env = {**os.environ, **LAB, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+    res = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    (ROOT / "reports").mkdir(exist_ok=True)
+    name = "e2e-real-" + "-".join(re.sub(r"[^a-z0-9]+", "_", a.lower()).strip("_") for a in args)[:80]
+    (ROOT / "reports" / f"{name}.log").write_text(res.stdout + res.stderr)
+    return res
+
+
+def ok(res: subprocess.CompletedProcess) -> None:
+    tail = "\n".join((res.stdout + res.stderr).splitlines()[-60:])
+    assert res.returncode == 0, f"failed:\n{tail}"
+
+
+def run(*cmd: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
+    res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert res.returncode == 0, f"{' '.join(cmd)}: rc={res.returncode} {res.stdout} {res.stderr}"
+    return res
+
+
+def on_host(*cmd: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
+    """A command on the lab's OpenHands host."""
+    return run("docker", "exec", HOST, *cmd, check=check, timeout=timeout)
+
+
+def in_sandbox(sandbox: str, *cmd: str, check: bool = False) -> subprocess.CompletedProcess:
+    """A command in the agent's sandbox container (the host's own Docker engine)."""
+    return on_host("docker", "exec", sandbox, *cmd, check=check)
+
+
+def fake_llm_requests() -> list[dict]:
+    return json.loads(run("docker", "exec", f"{PREFIX}-llm", "curl", "-s", f"http://127.0.0.1:{LLM_PORT}/_requests").stdout)
+
+
+def login() -> tuple[str, str]:
+    return ("admin", (SECRETS / "admin.password").read_text().strip())
+
+
+def api(auth: bool = True, password: str | None = None) -> ohapi.Api:
+    creds = None
+    if auth:
+        creds = login() if password is None else ("admin", password)
+    return ohapi.Api(URL, login=creds, insecure=True, timeout=60)
+
+
+def sandboxes() -> list[str]:
+    return on_host("docker", "ps", "--filter", "name=oh-agent-server-", "--format", "{{.Names}}").stdout.split()
+
+
+def lab_objects() -> list[str]:
+    out = run("docker", "ps", "-a", "--filter", f"name={PREFIX}-", "--format", "{{.Names}}").stdout.split()
+    out += [n for n in run("docker", "network", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith(PREFIX + "-")]
+    out += [n for n in run("docker", "volume", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith(PREFIX + "-")]
+    return out
+
+
+def test_lab_runs_the_real_server():
+    if not EXISTING:
+        start = time.monotonic()
+        res = run(str(ROOT / "tools" / "realserver" / "build.sh"), "--save", str(ARCHIVE), timeout=3600)
+        STATE["build_and_save_s"] = round(time.monotonic() - start)
+        print(res.stdout)
+        ok(playbook("playbooks/lab_down.yml"))
+        assert lab_objects() == []
+        start = time.monotonic()
+        ok(playbook("playbooks/lab_up.yml"))
+        STATE["lab_up_s"] = round(time.monotonic() - start)
+        start = time.monotonic()
+        ok(playbook("site.yml", "-e", EXTRA_VARS))
+        STATE["site_s"] = round(time.monotonic() - start)
+    image = on_host("docker", "inspect", "-f", "{{ .Config.Image }}", "openhands-app").stdout.strip()
+    assert image.startswith("airlock/openhands-pypi:"), f"the lab runs {image}, not the server built from PyPI"
+    labels = json.loads(on_host("docker", "image", "inspect", "-f", "{{ json .Config.Labels }}", image).stdout)
+    assert labels.get("airlock.openhands-pypi") == "true"
+    env = on_host("docker", "inspect", "-f", "{{ json .Config.Env }}", "openhands-app").stdout
+    assert f"AGENT_SERVER_IMAGE_REPOSITORY=airlock/openhands-pypi" in env
+    STATE["image"] = image
+
+
+def test_health_through_the_proxy_with_login():
+    client = api()
+    client.wait_healthy(timeout=300)  # it may still be starting after a restart
+    for path in ("/health", "/alive", "/server_info"):
+        status, body = client.request("GET", path)
+        assert status == 200, (path, status, body)
+    # The real server, not the stand-in: its own version endpoint and API answer.
+    status, info = client.request("GET", "/server_info")
+    assert "stand-in" not in json.dumps(info).lower(), info
+    status, config = client.request("GET", "/api/v1/web-client/config")
+    assert status == 200, (status, config)
+
+
+def test_the_role_configured_the_llm_in_the_settings_store():
+    settings = api().ok("GET", "/api/v1/settings")
+    llm = settings["agent_settings"]["llm"]
+    assert llm["model"] == LLM_MODEL, llm
+    assert llm["base_url"] == f"http://{LLM_HOST}:{LLM_PORT}/v1", llm
+    assert settings["llm_api_key_set"] is True and llm.get("api_key") is None
+    STATE["settings"] = settings
+    STATE["settings_llm"] = {k: llm.get(k) for k in ("model", "base_url", "api_key")} | {
+        "llm_api_key_set": settings["llm_api_key_set"]}
+
+
+def refused_status(client: ohapi.Api, method: str, path: str, body) -> int:
+    """The status of a call the proxy should refuse. Failed logins share a slow bucket
+    (nginx_proxy_login_fail_rate, 10/min, burst 5): a 429 is the limiter answering before
+    the login is checked, so wait for the bucket and ask again until the login check
+    answers."""
+    for _ in range(12):
+        status, _ = client.request(method, path, body)
+        if status != 429:
+            return status
+        time.sleep(6.5)
+    return status
+
+
+def test_without_login_the_api_answers_401():
+    client = api()
+    before = client.ok("GET", "/api/v1/app-conversations/start-tasks/count")
+    calls = [("GET", "/api/v1/settings", None), ("POST", "/api/v1/settings",
+             {"agent_settings_diff": {"llm": {"model": "openai/intruder", "base_url": f"http://{DECOY}/v1"}}}),
+             ("POST", "/api/v1/app-conversations",
+              {"initial_message": {"role": "user", "content": [{"type": "text", "text": "hi"}], "run": True}}),
+             ("GET", "/api/v1/app-conversations/start-tasks/search", None),
+             ("GET", "/api/v1/app-conversations/search", None),
+             ("GET", "/health", None)]
+    no_login, wrong_login = api(auth=False), api(password="not-the-password")
+    # Every call without a login; the reads with a wrong password too.
+    for anonymous, method, path, body in ([(no_login, *c) for c in calls]
+                                          + [(wrong_login, *c) for c in calls if c[0] == "GET"]):
+        status = refused_status(anonymous, method, path, body)
+        assert status == 401, (method, path, status)
+    # The refused calls changed nothing.
+    assert client.ok("GET", "/api/v1/app-conversations/start-tasks/count") == before
+    assert client.ok("GET", "/api/v1/settings")["agent_settings"]["llm"]["model"] == LLM_MODEL
+
+
+def test_a_conversation_through_the_proxy_calls_the_llm_from_a_sandbox():
+    client = api()
+    run("docker", "exec", f"{PREFIX}-llm", "curl", "-s", "-X", "DELETE", f"http://127.0.0.1:{LLM_PORT}/_requests")
+    start = time.monotonic()
+    task = client.start_conversation("Please say hello.")
+    task = client.wait_started(task["id"], timeout=420)
+    STATE["ready_s"] = round(time.monotonic() - start, 1)
+    conv_id = task["app_conversation_id"]
+    conv = client.wait_final(conv_id, timeout=420)
+    STATE["final_s"] = round(time.monotonic() - start, 1)
+    assert conv["execution_status"] == "finished", conv
+    STATE["conversation"] = conv_id
+
+    # The agent's sandbox: a container of the server built from PyPI on the host's engine.
+    names = [n for n in sandboxes() if n.endswith(task["sandbox_id"])]
+    assert len(names) == 1, (task["sandbox_id"], sandboxes())
+    sandbox = names[0]
+    STATE["sandbox"] = sandbox
+    assert on_host("docker", "inspect", "-f", "{{ .Config.Image }}", sandbox).stdout.strip() == STATE["image"]
+    sandbox_ip = on_host("docker", "inspect", "-f", "{{ .NetworkSettings.Networks.bridge.IPAddress }}", sandbox).stdout.strip()
+    app_ip = on_host("docker", "inspect", "-f", "{{ .NetworkSettings.Networks.bridge.IPAddress }}", "openhands-app").stdout.strip()
+
+    # The fake LLM (which refuses any other key) answered the agent with the configured model.
+    key = (SECRETS / "llm-api-key").read_text().strip()
+    records = [r for r in fake_llm_requests() if r["path"].endswith("/chat/completions")]
+    STATE["fake_llm_received"] = [{"path": r["path"], "model": r["model"], "stream": r["stream"],
+                                   "key_ok": r["authorization"] == f"Bearer {key}", "source": r["source"]}
+                                  for r in records]
+    assert records, "the fake LLM received no completion request"
+    for r in records:
+        assert r["model"] == LLM_MODEL.split("/", 1)[1], r
+        assert r["authorization"] == f"Bearer {key}", "a completion request without the configured key"
+        # It arrived through the NAT gateway, the one way out of the private subnet.
+        assert r["source"] == f"{NET}.12.2", r
+
+    # ...and those connections came from the sandbox's address: the host's connection
+    # tracking still holds their original source (read-only, nothing instrumented).
+    llm_ip = f"{NET}.12.10"
+    conntrack = on_host("cat", "/proc/net/nf_conntrack").stdout
+    flows = [line for line in conntrack.splitlines()
+             if f"dst={llm_ip} " in line and f"dport={LLM_PORT} " in line]
+    sources = {m.group(1) for line in flows if (m := re.search(r"src=(\S+) dst=" + re.escape(llm_ip), line))}
+    STATE["llm_flow_sources"] = sorted(sources)
+    assert sandbox_ip in sources, f"no connection from the sandbox ({sandbox_ip}) to the LLM: {sources}"
+    STATE["llm_flow_from_app_server"] = app_ip in sources  # reported only (e.g. title requests)
+
+    # The app server recorded the conversation, with the fake reply, from the sandbox's callbacks.
+    texts = ohapi.agent_texts(client.events(conv_id))
+    assert any(FAKE_REPLY in t for t in texts), texts
+
+
+def test_the_sandbox_cannot_reach_the_decoy():
+    sandbox = STATE["sandbox"]
+    curl = ("curl", "-sS", "-m", "8", "-o", "/dev/null", "-w", "%{http_code}")
+    # Control: the same command in the same sandbox reaches the approved endpoint.
+    res = in_sandbox(sandbox, *curl, f"http://{LLM_HOST}:{LLM_PORT}/health")
+    assert res.returncode == 0 and res.stdout == "200", (res.returncode, res.stdout, res.stderr)
+    for target in (f"http://{DECOY}:80/", f"http://{NET}.12.20:80/"):
+        res = in_sandbox(sandbox, *curl, target)
+        assert res.returncode != 0, f"the sandbox reached {target}: {res.stdout}"
+    # Also as the agent's tool would: the sandbox user's shell, by name.
+    res = in_sandbox(sandbox, "python3", "-c",
+                     f"import socket; socket.create_connection(('{DECOY}', 80), timeout=8)")
+    assert res.returncode != 0, "the sandbox opened a TCP connection to the decoy"
+
+
+def test_a_restart_keeps_the_conversation_and_the_settings():
+    conv_id = STATE["conversation"]
+    start = time.monotonic()
+    on_host("systemctl", "restart", "openhands-app.service", timeout=180)
+    api().wait_healthy(timeout=300)
+    STATE["restart_s"] = round(time.monotonic() - start, 1)
+    client = api()
+    settings = client.ok("GET", "/api/v1/settings")
+    assert settings["agent_settings"]["llm"] == STATE["settings"]["agent_settings"]["llm"]
+    assert settings["llm_api_key_set"] is True
+    conv = client.conversation(conv_id)
+    assert conv is not None and conv["id"].replace("-", "") == conv_id.replace("-", "")
+    texts = ohapi.agent_texts(client.events(conv_id))
+    assert any(FAKE_REPLY in t for t in texts), texts
+
+
+def test_lab_down_leaves_nothing():
+    shown = {k: v for k, v in STATE.items() if k != "settings"}
+    print("\nmeasured:", json.dumps(shown, indent=1, default=str))
+    (ROOT / "reports").mkdir(exist_ok=True)
+    (ROOT / "reports" / "e2e-real-openhands.json").write_text(json.dumps(shown, indent=1, default=str) + "\n")
+    if EXISTING:
+        pytest.skip("an existing lab is left as it is")
+    ok(playbook("playbooks/lab_down.yml"))
+    assert lab_objects() == []
