@@ -110,9 +110,22 @@ def test_pam_backend_logs_in_with_a_linux_account(admin):
     assert status(admin, f"https://{pam}/", user="dave:dave-linux-password-4") == "401"  # not in the group
 
 
+def test_openhands_host_reaches_sandbox_routes_without_login_but_not_the_app(proxy):
+    # The OpenHands server calls its sandboxes through the public URL (internal callers).
+    upstream = other("nginx_proxy-upstream")
+    seen = json.loads(upstream.check_output("curl -sk -m 10 https://%s/runtime/40000/internal", proxy))
+    assert seen["port"] == 40000 and seen["path"] == "/internal"
+    assert status(upstream, f"https://{proxy}/") == "401"
+
+
 def test_ssh_is_keys_only_without_root():
-    config = other("nginx_proxy-proxy").check_output("sshd -T")
+    proxy_host = other("nginx_proxy-proxy")
+    config = proxy_host.check_output("sshd -T")
     assert "passwordauthentication no" in config and "permitrootlogin no" in config
+    # The running sshd offers public keys only: a password login is refused outright.
+    res = proxy_host.run("ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+                         "-o PreferredAuthentications=password,keyboard-interactive root@127.0.0.1 true")
+    assert res.rc != 0 and "Permission denied (publickey)" in res.stderr, res.stderr
 
 
 def test_ufw_is_active_with_default_deny():
