@@ -35,7 +35,10 @@ stage_unit() { pytest -q -p no:cacheprovider tests/unit; }
 stage_roles() { pytest -q -p no:cacheprovider tests/roles; }
 stage_aws() { pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/aws; }
 stage_host() { pytest -q -p no:cacheprovider -rs tests/host; }
-stage_e2e() { pytest -q -p no:cacheprovider -rs tests/e2e; }
+stage_e2e() { pytest -q -p no:cacheprovider -rs tests/e2e/test_lab.py; }
+# The real OpenHands server built from PyPI (tools/realserver): opt-in until the openhands
+# and egress_firewall roles carry the fixes listed in docs/real-openhands.md.
+stage_e2e_real() { pytest -q -p no:cacheprovider -rs tests/e2e/test_real_openhands.py; }
 scenario() { molecule test -s "$1"; }
 
 all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
@@ -75,7 +78,7 @@ else
   stage=$1; shift
   case $stage in
     molecule) run_molecule "$@" ;;
-    lint|unit|roles|aws|host|e2e) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
+    lint|unit|roles|aws|host|e2e|e2e_real) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 fi
