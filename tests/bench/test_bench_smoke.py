@@ -1,0 +1,96 @@
+"""The benchmark cannot rot: its smoke mode runs end to end and produces a well-formed result.
+
+This checks the SHAPE of the result (every figure present, measured or explicitly marked
+"not measured" with a reason, medians inside their spread, the rerun unchanged, the drift
+repaired), never the timings: performance is measured by the benchmark (docs/performance.md),
+not by timed tests. The smoke mode reuses a running lab (bench or lab) or builds and removes
+one of its own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FIGURES = [
+    "first converge of site.yml (fresh lab)",
+    "idempotent rerun of site.yml",
+    "rerun / first converge",
+    "single-role drift fix (--tags nginx_proxy)",
+    "drift fix / full rerun",
+    "proxied / direct throughput",
+    "ban -> alert (fail2ban banip -> log sink)",
+    "dropped egress -> alert (blocked connect -> log sink)",
+]
+SCHEMES = ["sha512_crypt", "sha256_crypt", "bcrypt"]
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("docker") is None,
+                                reason="the benchmark needs root and a Docker engine")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    md, js = out / "bench.md", out / "bench.json"
+    res = subprocess.run([str(ROOT / "tools" / "bench.sh"), "--smoke", "--out", str(md), "--json", str(js)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert res.returncode == 0, f"bench smoke failed:\n{(res.stdout + res.stderr)[-4000:]}"
+    return json.loads(js.read_text()), md.read_text()
+
+
+def test_every_figure_is_reported(smoke):
+    result, _ = smoke
+    names = [r["figure"] for r in result["figures"]]
+    for figure in FIGURES:
+        assert figure in names, f"figure missing: {figure}"
+    for scheme in SCHEMES:
+        assert any(n.startswith(f"login check CPU, {scheme} ") for n in names), f"no login check cost for {scheme}"
+    assert sum("[role default]" in n for n in names) == 1, "the role's default scheme is not marked exactly once"
+
+
+def test_figures_are_well_formed(smoke):
+    result, _ = smoke
+    for r in result["figures"]:
+        if r.get("not_measured"):
+            assert r["n"] == 0 and len(r["not_measured"]) > 10, r
+            continue
+        assert r["n"] >= 1, r
+        assert r["min"] <= r["median"] <= r["max"], r
+        assert r["min"] >= 0, r
+        assert r["met"] in (True, False, None), r
+        if r["target"] not in ("-", "changed=0", "repairs the edit"):
+            assert r["met"] is not None, f"a figure with a target must say whether it is met: {r}"
+
+
+def test_rerun_unchanged_and_drift_repaired(smoke):
+    result, _ = smoke
+    c = result["converge"]
+    assert c["rerun"] and c["rerun_changed"] == [0] * len(c["rerun"]), f"rerun changed something: {c['rerun_changed']}"
+    assert c["drift"] and all(x > 0 for x in c["drift_changed"]), "the single-role rerun did not repair the drift"
+
+
+def test_proxy_and_login_measured(smoke):
+    result, _ = smoke
+    p = result["proxy"]
+    assert not p.get("skipped"), p.get("skipped")
+    for side in ("direct", "proxied"):
+        assert p[side] and all(x["requests"] > 0 and x["non_2xx"] == 0 for x in p[side]), side
+    login = result["login"]
+    assert login["deployed"] == login["defaults"]["scheme"], "the lab's htpasswd does not use the role's default"
+    for scheme in SCHEMES:
+        assert "ms" in login["schemes"][scheme], login["schemes"][scheme]
+
+
+def test_report_has_table_and_machine(smoke):
+    result, md = smoke
+    assert "| figure | median | spread (min-max) | n | target | met? |" in md
+    for key in ("cpu_model", "cores", "ram_gib", "kernel", "docker", "date"):
+        assert result["machine"].get(key) not in (None, "", "unknown"), key
+    for label in ("CPU:", "RAM:", "OS / kernel:", "Docker:", "Date:"):
+        assert label in md
