@@ -50,6 +50,8 @@ CASES = [
     ("openhands", {"openhands_bind_address": "0.0.0.0"}, "openhands_bind_address"),
     ("openhands", {"openhands_image_tag": "latest"}, "openhands_image_tag"),
     ("openhands", {"openhands_image_source": "ftp"}, "openhands_image_source"),
+    ("openhands", {"openhands_bridge_gateway": "docker0"}, "openhands_bridge_gateway"),
+    ("egress_firewall", {"egress_firewall_container_callback_ports": [70000]}, "egress_firewall_container_callback_ports"),
 ]
 
 
@@ -114,6 +116,7 @@ def test_egress_filter_accepts_the_baseline():
     ({"sandbox_port_range": {"start": 5000, "end": 4000}}, "egress_firewall_sandbox_port_range"),
     ({"maintenance_open": ["nope"]}, "egress_firewall_maintenance_open"),
     ({"log_prefix": "has space"}, "egress_firewall_log_prefix"),
+    ({"container_callback_ports": [0]}, "egress_firewall_container_callback_ports"),
 ])
 def test_egress_filter_rejects(over, fragment):
     assert any(fragment in e for e in EGRESS.egress_firewall_input_errors(_egress_inputs(**over)))
@@ -139,5 +142,8 @@ def test_openhands_filter_never_sees_the_key_and_checks_pattern():
     assert OPENHANDS.openhands_input_errors(ok) == []
     bad = dict(ok, sandbox_url_pattern="https://proxy.example/runtime/")
     assert any("openhands_sandbox_url_pattern" in e for e in OPENHANDS.openhands_input_errors(bad))
+    assert OPENHANDS.openhands_input_errors(dict(ok, bridge_gateway="172.17.0.1")) == []
+    for gateway in ("0.0.0.0", "127.0.0.1", "docker0"):
+        assert any("openhands_bridge_gateway" in e for e in OPENHANDS.openhands_input_errors(dict(ok, bridge_gateway=gateway)))
     bad = dict(ok, image_source="archive")
     assert any("openhands_image_archive is empty" in e for e in OPENHANDS.openhands_input_errors(bad))

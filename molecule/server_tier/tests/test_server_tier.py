@@ -120,8 +120,9 @@ def test_drops_are_counted_by_the_logging_rule():
                 return next(e["counter"]["packets"] for e in exprs if "counter" in e)
         raise AssertionError("no AIRLOCK-EGRESS-DROP logging rule")
     before = packets()
-    probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 9000})
-    assert packets() > before
+    # The logging rule is rate limited (10/minute, burst 10) and the counter sits behind the
+    # limit: after earlier drops have used the burst, a token frees up every 6 s.
+    assert wait_for(lambda: probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 9000}) and packets() > before, 40)
 
 
 # ----------------------------------------------------------------------------- sandboxes
@@ -134,6 +135,37 @@ def test_sandbox_called_the_llm_with_the_configured_key(sandbox):
     assert not report["probes"][f"http://{DECOY_IP}:8000/"]["ok"]
     assert any(r["source"] == SERVER_IP and r["authorization"] == f"Bearer {KEY}" and r["model"] == "openai/fake-model"
                for r in llm_requests())
+
+
+def bridge_gateway() -> str:
+    """The address of docker0 (Docker 20.10 leaves the gateway out of `network inspect`)."""
+    return server.check_output("ip -4 -o addr show dev docker0").split()[3].split("/")[0]
+
+
+def test_sandbox_and_app_reach_each_other_through_the_bridge_gateway(sandbox):
+    """V1 topology: the sandbox posts its events to the app at host.docker.internal:3000 and
+    the app health-checks the sandbox at host.docker.internal:<published port>; both cross
+    the server's input chain (Docker does not DNAT traffic from its own bridge)."""
+    info = wait_for(lambda: (lambda i: i if i.get("report") else None)(
+        http(proxy, f"http://{SERVER_IP}:3000/api/stand-in/sandboxes/{sandbox['id']}")[1]), 30)
+    hook = info["report"]["webhook"]
+    assert hook["ok"] and hook["url"] == "http://host.docker.internal:3000/api/v1/webhooks/events", hook
+    assert info["webhooks_received"] >= 1
+    assert info["health_from_app"]["ok"], info["health_from_app"]
+
+
+def test_sandbox_reaches_no_other_host_port(sandbox):
+    """Only the callback port and the sandbox range are open from containers: a service
+    listening on every address of the host answers the host itself, not a sandbox."""
+    gateway = bridge_gateway()
+    server.check_output("systemd-run --unit airlock-test-listener python3 -m http.server 9099")
+    try:
+        assert wait_for(lambda: server.run(f"curl -s -m 3 -o /dev/null http://{gateway}:9099/").rc == 0, 15), \
+            "positive control: the listener does not answer on the gateway"
+        assert not sandbox_probe(sandbox, {"kind": "tcp", "host": gateway, "port": 9099})["ok"]
+    finally:
+        server.run("systemctl stop airlock-test-listener")
+    assert sandbox_probe(sandbox, {"kind": "tcp", "host": gateway, "port": 3000})["ok"]
 
 
 @pytest.mark.parametrize("spec", [s for s in BLOCKED_PROBES if ":" not in s.get("host", "")],
@@ -185,7 +217,9 @@ print(s.recv(1024)[2:].decode())
 # ----------------------------------------------------------------------------- deployment
 def test_settings_seeded_and_key_kept_out_of_sight():
     status, settings = http(proxy, f"http://{SERVER_IP}:3000/api/v1/settings")
-    assert status == 200 and settings["llm_model"] == "openai/fake-model" and settings["llm_api_key_set"]
+    assert status == 200 and settings["agent_settings"]["llm"]["model"] == "openai/fake-model" and settings["llm_api_key_set"]
+    assert settings["agent_settings"]["llm"]["base_url"] == f"http://{LLM_IP}:8000/v1"
+    assert settings["agent_settings"]["llm"]["api_key"] is None
     assert settings["user_consents_to_analytics"] is False
     env = server.file("/etc/openhands/openhands.env")
     assert env.mode == 0o600 and env.user == "root" and f"LLM_API_KEY={KEY}" in env.content_string
@@ -194,9 +228,9 @@ def test_settings_seeded_and_key_kept_out_of_sight():
     assert server.file("/var/lib/openhands/settings.json").mode == 0o600
 
 
-def test_app_published_on_the_private_address_only():
+def test_app_published_on_the_private_address_and_the_bridge_gateway_only():
     ports = server.check_output("docker port openhands-app 3000/tcp")
-    assert ports.strip() == f"{SERVER_IP}:3000"
+    assert sorted(ports.split()) == sorted([f"{SERVER_IP}:3000", f"{bridge_gateway()}:3000"])
 
 
 def test_hostname_endpoint_follows_its_address():
@@ -227,7 +261,7 @@ def _service_back():
 def test_rules_service_and_state_survive_a_docker_restart():
     server.check_output("systemctl restart docker")
     assert wait_for(_service_back, 90), "service or rules not back after docker restart"
-    assert http(proxy, f"http://{SERVER_IP}:3000/api/v1/settings")[1]["llm_model"] == "openai/fake-model"
+    assert http(proxy, f"http://{SERVER_IP}:3000/api/v1/settings")[1]["agent_settings"]["llm"]["model"] == "openai/fake-model"
     info = start_sandbox()
     assert sandbox_probe(info, {"kind": "llm"})["ok"]
     assert not sandbox_probe(info, {"kind": "tcp", "host": DECOY_IP, "port": 9000})["ok"]

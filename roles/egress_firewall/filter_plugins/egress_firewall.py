@@ -114,9 +114,10 @@ def egress_firewall_input_errors(inputs):
     for var in ("ssh_port", "openhands_port"):
         if not _port_ok(inputs.get(var)):
             errors.append(f"{PREFIX}{var}: {inputs.get(var)!r} is not a TCP port")
-    for port in inputs.get("proxy_callback_ports") or []:
-        if not _port_ok(port):
-            errors.append(f"{PREFIX}proxy_callback_ports: {port!r} is not a TCP port")
+    for var in ("proxy_callback_ports", "container_callback_ports"):
+        for port in inputs.get(var) or []:
+            if not _port_ok(port):
+                errors.append(f"{PREFIX}{var}: {port!r} is not a TCP port")
     for iface in inputs.get("container_interfaces") or []:
         if not isinstance(iface, str) or not IFACE_RE.match(iface):
             errors.append(f"{PREFIX}container_interfaces: {iface!r} is not an interface name (a trailing * is allowed)")

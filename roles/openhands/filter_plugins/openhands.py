@@ -46,6 +46,14 @@ def openhands_input_errors(inputs):
             errors.append(f"{PREFIX}bind_address must be the private address, not {bind} (every interface)")
     except ValueError:
         errors.append(f"{PREFIX}bind_address is not an IP address (got {bind!r})")
+    gateway = inputs.get("bridge_gateway")
+    if gateway:
+        try:
+            gw = ipaddress.ip_address(str(gateway))
+            if gw.is_unspecified or gw.is_loopback:
+                errors.append(f"{PREFIX}bridge_gateway must be the Docker bridge's gateway address, not {gateway}")
+        except ValueError:
+            errors.append(f"{PREFIX}bridge_gateway is not an IP address (got {gateway!r})")
     pattern = inputs.get("sandbox_url_pattern")
     if pattern and (not _url_ok(pattern.replace("{port}", "1")) or "{port}" not in pattern):
         errors.append(f"{PREFIX}sandbox_url_pattern must be an http(s) URL containing {{port}} (got {pattern!r})")
@@ -59,9 +67,10 @@ def openhands_input_errors(inputs):
         for var in ("image_archive", "agent_server_image_archive"):
             if not inputs.get(var):
                 errors.append(f"{PREFIX}{var} is empty but {PREFIX}image_source is archive")
-    for name, value in (inputs.get("extra_env") or {}).items():
-        if not ENV_RE.match(str(name)) or any(c in str(value) for c in "\r\n"):
-            errors.append(f"{PREFIX}extra_env: {name!r} must be a variable name with a one-line value")
+    for var in ("extra_env", "agent_server_env"):
+        for name, value in (inputs.get(var) or {}).items():
+            if not ENV_RE.match(str(name)) or any(c in str(value) for c in "\r\n"):
+                errors.append(f"{PREFIX}{var}: {name!r} must be a variable name with a one-line value")
     return errors
 
 

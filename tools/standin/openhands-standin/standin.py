@@ -10,7 +10,9 @@ Two modes:
 ``standin.py server``  (the OpenHands app server stand-in, port 3000)
     GET  /alive, /health, /ready      200 {"status": "ok"}
     GET  /server_info                 what this is (says "stand-in")
-    GET  /api/v1/settings             the settings store (API key masked, like the real one)
+    GET  /api/v1/settings             the settings store, shaped like 1.11.0's: 404
+                                      {"error": "Settings not found"} until the first POST,
+                                      then the LLM under agent_settings.llm (API key masked)
     POST /api/v1/settings             {"agent_settings_diff": {"llm": {...}}} merged and
                                       saved to <persistence dir>/settings.json
     GET  /sockets/events              a websocket that echoes text frames
@@ -18,13 +20,20 @@ Two modes:
                                       like V1 does: image AGENT_SERVER_IMAGE_REPOSITORY:TAG,
                                       ports 8000/8001/8011/8012 published on random host ports.
                                       Body (optional): {"probe_urls": [...]}.
-    GET  /api/stand-in/sandboxes/<id> the sandbox's state, published ports, and the report its
-                                      process printed (LLM call and probes: status or error)
+    POST /api/v1/webhooks/<kind>      the sandboxes' event callbacks (V1: the agent server posts
+                                      events to http://host.docker.internal:<OH_SANDBOX_HOST_PORT,
+                                      3000>/api/v1/webhooks); counted per sandbox
+    GET  /api/stand-in/sandboxes/<id> the sandbox's state, published ports, the report its
+                                      process printed (LLM call, webhook and probes: status or
+                                      error), the webhooks received from it, and the app's own
+                                      health check of it through the Docker bridge gateway
+                                      (host.docker.internal:<published port>, as V1 does)
     DELETE /api/stand-in/sandboxes/<id>
 
 ``standin.py sandbox``  (the agent-server sandbox stand-in, ports 8000/8001/8011/8012)
-    At start: calls the configured LLM (LLM_BASE_URL, LLM_API_KEY, LLM_MODEL) and every URL
-    in STANDIN_PROBE_URLS, prints one line ``STANDIN-REPORT <json>`` on stdout.
+    At start: calls the configured LLM (LLM_BASE_URL, LLM_API_KEY, LLM_MODEL), posts one
+    event to the app server's webhook (STANDIN_WEBHOOK_URL, on the bridge gateway like V1),
+    calls every URL in STANDIN_PROBE_URLS, prints one line ``STANDIN-REPORT <json>``.
     GET  /alive                       200
     POST /probe                       run one probe from inside the sandbox and say what
                                       happened: {"kind": "llm"} | {"kind": "http", "url": U}
@@ -247,7 +256,7 @@ class AppState:
             with open(self.path, encoding="utf-8") as fh:
                 return json.load(fh)
         except FileNotFoundError:
-            return {"llm": {}}
+            return {}
 
     def save(self, settings: dict) -> None:
         tmp = self.path + ".tmp"
@@ -256,20 +265,22 @@ class AppState:
             json.dump(settings, fh, indent=2, sort_keys=True)
         os.replace(tmp, self.path)
 
-    def public(self) -> dict:
+    def public(self) -> dict | None:
+        """What GET answers; None (404) until settings were saved once, like 1.11.0."""
         settings = self.load()
+        if not settings:
+            return None
         llm = settings.get("llm", {})
         return {
             **settings.get("extra", {}),
-            "llm_model": llm.get("model"),
-            "llm_base_url": llm.get("base_url"),
-            "llm_api_key": None,
             "llm_api_key_set": bool(llm.get("api_key")),
-            "agent_settings": {"llm": {"model": llm.get("model"), "base_url": llm.get("base_url")}},
+            "agent_settings": {"llm": {"model": llm.get("model"), "base_url": llm.get("base_url"), "api_key": None}},
         }
 
 
 STATE: AppState | None = None
+WEBHOOKS: dict[str, int] = {}  # sandbox name -> events received
+WEBHOOKS_LOCK = threading.Lock()
 
 
 def llm_env() -> dict:
@@ -288,15 +299,21 @@ def start_sandbox(probe_urls: list[str]) -> tuple[int, dict]:
     if not repo or not tag:
         return 500, {"error": "AGENT_SERVER_IMAGE_REPOSITORY and AGENT_SERVER_IMAGE_TAG must both be set"}
     name = f"oh-agent-server-standin-{int(time.time() * 1000) % 10**10}"
-    env = [f"{k}={v}" for k, v in llm_env().items()] + [f"STANDIN_PROBE_URLS={','.join(probe_urls)}"]
+    callback = int(os.environ.get("OH_SANDBOX_HOST_PORT", "3000"))
+    env = [f"{k}={v}" for k, v in llm_env().items()] + [
+        f"STANDIN_PROBE_URLS={','.join(probe_urls)}",
+        f"STANDIN_SANDBOX_NAME={name}",
+        f"STANDIN_WEBHOOK_URL=http://host.docker.internal:{callback}/api/v1/webhooks/events"]
     spec = {
         "Image": f"{repo}:{tag}",
         "Cmd": ["python3", "/opt/standin/standin.py", "sandbox"],
         "Env": env,
         "Labels": {"airlock.stand-in": "sandbox"},
         "ExposedPorts": {f"{p}/tcp": {} for p in SANDBOX_PORTS},
-        # Like V1: every port on a random host port, on all interfaces.
-        "HostConfig": {"PortBindings": {f"{p}/tcp": [{"HostPort": ""}] for p in SANDBOX_PORTS}},
+        # Like V1: every port on a random host port, on all interfaces, and the host's
+        # bridge gateway as host.docker.internal.
+        "HostConfig": {"PortBindings": {f"{p}/tcp": [{"HostPort": ""}] for p in SANDBOX_PORTS},
+                       "ExtraHosts": ["host.docker.internal:host-gateway"]},
     }
     status, data = docker("POST", f"/containers/create?name={name}", spec)
     if status != 201:
@@ -329,6 +346,10 @@ def sandbox_info(cid: str) -> dict:
         "running": info["State"]["Running"],
         "ports": ports,
         "report": report,
+        "webhooks_received": WEBHOOKS.get(info["Name"].lstrip("/"), 0),
+        # V1's app server health-checks its sandboxes at host.docker.internal:<published port>.
+        "health_from_app": probe_http(f"http://host.docker.internal:{ports['8000']}/alive", timeout=3)
+        if info["State"]["Running"] and "8000" in ports else None,
     }
 
 
@@ -340,7 +361,8 @@ class AppHandler(Handler):
         if path == "/server_info":
             return self.reply(200, {"name": "openhands stand-in", "stand_in": True, "version": STANDIN_VERSION})
         if path in ("/api/v1/settings", "/api/settings"):
-            return self.reply(200, STATE.public())
+            public = STATE.public()
+            return self.reply(200, public) if public is not None else self.reply(404, {"error": "Settings not found"})
         if path == "/sockets/events" and self.headers.get("Upgrade", "").lower() == "websocket":
             return self.websocket()
         if path.startswith("/api/stand-in/sandboxes/"):
@@ -364,6 +386,11 @@ class AppHandler(Handler):
                 settings.setdefault("extra", {}).update({k: v for k, v in body.items() if k != "agent_settings_diff"})
                 STATE.save(settings)
             return self.reply(200, STATE.public())
+        if path.startswith("/api/v1/webhooks/"):
+            sender = str(body.get("sandbox") or "")
+            with WEBHOOKS_LOCK:
+                WEBHOOKS[sender] = WEBHOOKS.get(sender, 0) + 1
+            return self.reply(200, {"received": True})
         if path == "/api/stand-in/sandboxes":
             code, obj = start_sandbox(list(body.get("probe_urls") or []))
             return self.reply(code, obj)
@@ -431,8 +458,18 @@ class SandboxHandler(Handler):
         return self.reply(404, {"error": "not found"})
 
 
+def post_webhook() -> dict:
+    url = os.environ.get("STANDIN_WEBHOOK_URL", "")
+    if not url:
+        return {"ok": False, "status": None, "error": "STANDIN_WEBHOOK_URL is not set"}
+    body = json.dumps({"sandbox": os.environ.get("STANDIN_SANDBOX_NAME", ""), "events": [{"kind": "stand-in"}]})
+    result = probe_http(url, {"Content-Type": "application/json"}, body.encode(), timeout=4)
+    result["url"] = url
+    return result
+
+
 def serve_sandbox() -> None:
-    report = {"llm": probe_llm(), "probes": {}}
+    report = {"llm": probe_llm(), "webhook": post_webhook(), "probes": {}}
     for url in filter(None, os.environ.get("STANDIN_PROBE_URLS", "").split(",")):
         report["probes"][url] = probe_http(url, timeout=3)
     print("STANDIN-REPORT " + json.dumps(report), flush=True)
