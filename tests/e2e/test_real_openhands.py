@@ -278,6 +278,31 @@ def test_a_restart_keeps_the_conversation_and_the_settings():
     assert any(FAKE_REPLY in t for t in texts), texts
 
 
+def test_the_state_backup_restores_the_conversation():
+    """The backup role's archive of the state directory brings the conversation back after
+    the state is destroyed (the restore drill of the backup issue, on the real server)."""
+    conv_id = STATE["conversation"]
+    ok(playbook("playbooks/backup.yml", "-l", "openhands"))
+    # Destroy the state and prove it is gone: the server comes up empty.
+    on_host("systemctl", "stop", "openhands-app.service", timeout=180)
+    on_host("find", "/var/lib/openhands", "-mindepth", "1", "-delete")
+    on_host("systemctl", "start", "openhands-app.service", timeout=180)
+    api().wait_healthy(timeout=300)
+    assert api().conversation(conv_id) is None, "the conversation survived the destroyed state"
+    status, _ = api().request("GET", "/api/v1/settings")
+    assert status == 404, f"settings survived the destroyed state ({status})"
+    start = time.monotonic()
+    ok(playbook("playbooks/restore.yml", "-e", "restore_hosts=openhands"))
+    api().wait_healthy(timeout=300)
+    STATE["restore_s"] = round(time.monotonic() - start, 1)
+    client = api()
+    assert client.ok("GET", "/api/v1/settings")["agent_settings"]["llm"] == STATE["settings"]["agent_settings"]["llm"]
+    conv = client.conversation(conv_id)
+    assert conv is not None, "the restore did not bring the conversation back"
+    texts = ohapi.agent_texts(client.events(conv_id))
+    assert any(FAKE_REPLY in t for t in texts), texts
+
+
 def test_lab_down_leaves_nothing():
     shown = {k: v for k, v in STATE.items() if k != "settings"}
     print("\nmeasured:", json.dumps(shown, indent=1, default=str))
