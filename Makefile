@@ -1,6 +1,8 @@
 # airlock task runner. The two commands a new user needs:
 #   make lab    bring the whole stack up in the local lab and print where to log in
 #   make test   run every test (lint, unit, AWS against an emulator, Molecule, end to end)
+#   make lab LAB_SERVER=pypi   the lab with the real OpenHands server built from PyPI
+#               (tools/realserver, built once and cached) instead of the stand-in
 # Both run as root on Debian/Ubuntu with Python >= 3.11; `make setup` is run by both.
 
 SHELL := /bin/bash
@@ -15,7 +17,7 @@ export PY_COLORS ?= 0
 JOBS ?= 2
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help setup lab lab-down test lint unit roles aws host molecule e2e bench
+.PHONY: help setup lab lab-down test lint unit roles aws host molecule e2e e2e-real bench bench-smoke
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -23,9 +25,15 @@ help:
 setup:
 	@tools/setup.sh
 
+# Which OpenHands server the lab runs: standin (default, small and fast) or pypi.
+LAB_SERVER ?= standin
+LAB_SITE_ARGS := $(if $(filter pypi,$(LAB_SERVER)),-e @tools/realserver/lab-pypi.yml,)
+
 lab: setup
+	@case "$(LAB_SERVER)" in standin|pypi) ;; *) echo "LAB_SERVER must be standin or pypi, not $(LAB_SERVER)" >&2; exit 2 ;; esac
+	@if [ "$(LAB_SERVER)" = pypi ]; then tools/realserver/build.sh --save .cache/images/openhands-pypi.tar; fi
 	@$(BIN)/ansible-playbook playbooks/lab_up.yml
-	@$(BIN)/ansible-playbook site.yml
+	@$(BIN)/ansible-playbook site.yml $(LAB_SITE_ARGS)
 	@$(BIN)/ansible-playbook playbooks/backup.yml
 	@$(BIN)/ansible-playbook playbooks/lab_info.yml
 
@@ -55,6 +63,12 @@ molecule: setup
 
 e2e: setup
 	@tools/run-tests.sh e2e
+
+e2e-real: setup
+	@tools/run-tests.sh e2e_real
+
+bench-smoke: setup
+	@tools/run-tests.sh bench
 
 bench: setup
 	@tools/bench.sh

@@ -7,9 +7,13 @@
 # roles (bad role input refused before any change: tests/roles), aws (amazon.aws playbooks
 # against a moto server on loopback: tests/aws), host (audit rules in this machine's real
 # kernel: tests/host), molecule (every scenario: converge, idempotence, testinfra verify),
-# e2e (the lab end to end: tests/e2e).
-# lint, unit, roles, aws and host run one after another beside the Molecule scenarios;
-# e2e runs last, alone.
+# e2e (the lab end to end with the OpenHands stand-in: tests/e2e/test_lab.py), e2e_real
+# (the real OpenHands server built from PyPI in a lab of its own, a conversation through
+# the proxy: tests/e2e/test_real_openhands.py), bench (the benchmark's smoke mode, so it
+# cannot rot: tests/bench).
+# lint, unit, roles, aws and host run one after another beside the Molecule scenarios,
+# and the image of the real server (realserver_image, cached by recipe) builds at low
+# priority beside them; then e2e, e2e_real and bench run one after another, alone.
 # Logs go to reports/<stage>.log; a summary table ends the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,9 +40,10 @@ stage_roles() { pytest -q -p no:cacheprovider tests/roles; }
 stage_aws() { pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/aws; }
 stage_host() { pytest -q -p no:cacheprovider -rs tests/host; }
 stage_e2e() { pytest -q -p no:cacheprovider -rs tests/e2e/test_lab.py; }
-# The real OpenHands server built from PyPI (tools/realserver): opt-in until the openhands
-# and egress_firewall roles carry the fixes listed in docs/real-openhands.md.
+# The real OpenHands server built from PyPI (tools/realserver, docs/real-openhands.md).
+stage_realserver_image() { nice -n 10 tools/realserver/build.sh --save .cache/images/openhands-pypi.tar; }
 stage_e2e_real() { pytest -q -p no:cacheprovider -rs tests/e2e/test_real_openhands.py; }
+stage_bench() { pytest -q -p no:cacheprovider -rs tests/bench; }
 scenario() { molecule test -s "$1"; }
 
 all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
@@ -71,14 +76,17 @@ rm -f reports/*.rc
 start=$SECONDS
 if [ $# -eq 0 ]; then
   { for s in lint unit roles aws host; do run_stage "$s" "stage_$s"; done; } &
+  run_stage realserver_image stage_realserver_image &
   run_molecule
   wait
-  [ -d tests/e2e ] && run_stage e2e stage_e2e
+  run_stage e2e stage_e2e
+  run_stage e2e_real stage_e2e_real
+  run_stage bench stage_bench
 else
   stage=$1; shift
   case $stage in
     molecule) run_molecule "$@" ;;
-    lint|unit|roles|aws|host|e2e|e2e_real) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
+    lint|unit|roles|aws|host|e2e|e2e_real|realserver_image|bench) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 fi
