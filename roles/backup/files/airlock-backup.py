@@ -176,20 +176,24 @@ def upload(cfg, path):
         import boto3  # pylint: disable=import-outside-toplevel
     except ImportError:
         boto3 = None
+    if boto3 is None and not shutil.which("aws"):
+        raise BackupError(f"S3 upload configured but neither boto3 nor the aws CLI is installed; the local archive {path} is kept")
     for name in (path, path + ".sha256"):
         k = key if name == path else key + ".sha256"
-        if boto3 is not None:
-            kwargs = {"region_name": s3.get("region")} if s3.get("region") else {}
-            if s3.get("endpoint_url"):
-                kwargs["endpoint_url"] = s3["endpoint_url"]
-            boto3.client("s3", **kwargs).upload_file(name, s3["bucket"], k, ExtraArgs=extra)
-        elif shutil.which("aws"):
-            argv = ["aws", "s3", "cp", name, f"s3://{s3['bucket']}/{k}", "--sse", extra["ServerSideEncryption"]]
-            if s3.get("endpoint_url"):
-                argv += ["--endpoint-url", s3["endpoint_url"]]
-            subprocess.run(argv, check=True, capture_output=True)
-        else:
-            raise BackupError("S3 upload configured but neither boto3 nor the aws CLI is installed")
+        try:
+            if boto3 is not None:
+                kwargs = {"region_name": s3.get("region")} if s3.get("region") else {}
+                if s3.get("endpoint_url"):
+                    kwargs["endpoint_url"] = s3["endpoint_url"]
+                boto3.client("s3", **kwargs).upload_file(name, s3["bucket"], k, ExtraArgs=extra)
+            else:
+                argv = ["aws", "s3", "cp", name, f"s3://{s3['bucket']}/{k}", "--sse", extra["ServerSideEncryption"]]
+                if s3.get("endpoint_url"):
+                    argv += ["--endpoint-url", s3["endpoint_url"]]
+                subprocess.run(argv, check=True, capture_output=True)
+        except Exception as e:  # noqa: BLE001 (boto3, botocore and the aws CLI raise unrelated types)
+            detail = e.stderr.decode(errors="replace").strip() if isinstance(e, subprocess.CalledProcessError) and e.stderr else e
+            raise BackupError(f"S3 copy to s3://{s3['bucket']}/{k} failed: {detail}; the local archive {path} is kept") from e
     return f"s3://{s3['bucket']}/{key}"
 
 
