@@ -39,7 +39,7 @@ def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     md, js = out / "bench.md", out / "bench.json"
     res = subprocess.run([str(ROOT / "tools" / "bench.sh"), "--smoke", "--out", str(md), "--json", str(js)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=1500)
+                         cwd=ROOT, capture_output=True, text=True, timeout=2700)
     assert res.returncode == 0, f"bench smoke failed:\n{(res.stdout + res.stderr)[-4000:]}"
     return json.loads(js.read_text()), md.read_text()
 
