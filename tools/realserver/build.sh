@@ -50,6 +50,7 @@ if [ -n "$save" ]; then
     echo "$save holds $image:$recipe already"
   else
     rm -f "$save.tag"
+    mkdir -p "$(dirname "$save")"
     docker save -o "$save.partial" "$image:$recipe" "$image:latest"
     mv "$save.partial" "$save"
     echo "$recipe" >"$save.tag"
