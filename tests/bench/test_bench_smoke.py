@@ -38,8 +38,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("docker") is N
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     md, js = out / "bench.md", out / "bench.json"
+    # Never the user's lab ("lab"): the benchmark's own, built and removed unless already up.
+    env = {**os.environ, "AIRLOCK_LAB_NAME": "bench"}
     res = subprocess.run([str(ROOT / "tools" / "bench.sh"), "--smoke", "--out", str(md), "--json", str(js)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=2700)
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=2700)
     assert res.returncode == 0, f"bench smoke failed:\n{(res.stdout + res.stderr)[-4000:]}"
     return json.loads(js.read_text()), md.read_text()
 
