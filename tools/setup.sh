@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One idempotent setup step for everything airlock's lab and tests need:
-#   checks (root, Python >= 3.11, disk), the Docker engine, the Python venv (.venv,
+#   checks (root, Python >= 3.11, disk), the Debian packages the tests and the AWS path
+#   use (tools/testbed/install-packages.sh), the Docker engine, the Python venv (.venv,
 #   reused while requirements.txt is unchanged), the Ansible collections (Galaxy is
 #   contacted only when the installed bundle does not satisfy collections/requirements.yml)
 #   and the local base images (rebuilt only when their recipe changes).
@@ -16,11 +17,18 @@ PYTHON=${PYTHON:-python3}
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found: install Python 3.11 or newer"
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' ||
   die "Python 3.11 or newer is required, $PYTHON is $("$PYTHON" -V 2>&1). Set PYTHON=/path/to/python3.11"
-"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || {
-  echo "installing python3-venv ..."; DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null; }
 need_gb=${AIRLOCK_MIN_FREE_GB:-8}
 free_gb=$(df -Pk "$root" /var/lib | awk 'NR>1 {print int($4/1048576)}' | sort -n | head -n1)
 [ "$free_gb" -ge "$need_gb" ] || die "only ${free_gb} GB free on $root or /var/lib; airlock needs ${need_gb} GB (venv, base images, lab)"
+
+# --- Debian packages ----------------------------------------------------------------------
+# Everything the test command and the AWS path run outside the venv (the list and who needs
+# each package: tools/testbed/install-packages.sh), plus python3.X-venv (for the Python in
+# use, e.g. python3.11-venv) when its venv module or ensurepip is missing.
+extra=()
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null ||
+  extra+=("$("$PYTHON" -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])')")
+tools/testbed/install-packages.sh "${extra[@]}"
 
 # --- Docker engine ----------------------------------------------------------------------
 tools/testbed/ensure-docker.sh

@@ -1,41 +1,45 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine answers on this machine. Idempotent:
-#  - installs docker.io (with debootstrap, for the base images, and auditd, for the
-#    kernel audit test) from the distribution
-#    archive when missing;
-#  - starts dockerd itself when it is not running (CI hosts have no systemd);
-#  - waits until `docker info` answers, or fails with the daemon's own last words.
+#  - the engine itself (docker.io) is installed by tools/testbed/install-packages.sh;
+#  - on a host run by systemd (/run/systemd/system exists) it starts docker.service and,
+#    when that fails, shows the unit's journal;
+#  - without systemd (CI hosts, containers) it starts dockerd itself and, when that fails,
+#    shows the daemon's own log;
+#  - waits until `docker info` answers, or fails with those last words.
+# AIRLOCK_SYSTEMD_DIR (default /run/systemd/system) lets the tests choose either branch.
 set -euo pipefail
 
 log=${AIRLOCK_DOCKERD_LOG:-/var/log/airlock-dockerd.log}
+wait_s=${AIRLOCK_DOCKER_WAIT:-60}
+systemd_dir=${AIRLOCK_SYSTEMD_DIR:-/run/systemd/system}
 
-missing=()
-command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
-command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
-# auditctl/ausearch: tests/host loads the audit rules into this machine's real kernel.
-command -v auditctl >/dev/null 2>&1 || missing+=(auditd)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing ${missing[*]} from the distribution archive ..."
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${missing[@]}" iptables >/dev/null
-fi
+command -v dockerd >/dev/null 2>&1 ||
+  { echo "ERROR: dockerd is missing: run tools/testbed/install-packages.sh (installs docker.io)" >&2; exit 1; }
 
 if docker info >/dev/null 2>&1; then
   exit 0
 fi
 
-if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-  systemctl start docker || true
+if [ -d "$systemd_dir" ] && command -v systemctl >/dev/null 2>&1; then
+  how=systemd
+  echo "starting docker.service ..."
+  # A failed start is reported below with the unit's journal, after the same wait.
+  systemctl start docker.service || true
 else
+  how=dockerd
   echo "starting dockerd (log: $log) ..."
   nohup dockerd >"$log" 2>&1 &
 fi
 
-for _ in $(seq 1 "${AIRLOCK_DOCKER_WAIT:-60}"); do
+for _ in $(seq 1 "$wait_s"); do
   docker info >/dev/null 2>&1 && { echo "Docker engine is up"; exit 0; }
   sleep 1
 done
-echo "ERROR: the Docker engine did not start within ${AIRLOCK_DOCKER_WAIT:-60} s. Its last log lines:" >&2
-tail -n 25 "$log" >&2 2>/dev/null || journalctl -u docker -n 25 >&2 2>/dev/null || true
+if [ "$how" = systemd ]; then
+  echo "ERROR: the Docker engine did not start within $wait_s s. The last lines of docker.service's journal:" >&2
+  journalctl -u docker.service -n 25 --no-pager >&2 2>/dev/null || true
+else
+  echo "ERROR: the Docker engine did not start within $wait_s s. Its last log lines ($log):" >&2
+  tail -n 25 "$log" >&2 2>/dev/null || true
+fi
 exit 1
