@@ -27,14 +27,20 @@ Two modes:
                                       process printed (LLM call, webhook and probes: status or
                                       error), the webhooks received from it, and the app's own
                                       health check of it through the Docker bridge gateway
-                                      (host.docker.internal:<published port>, as V1 does)
+                                      (host.docker.internal:<published port>, as V1 does);
+                                      exposed_urls and session_api_key as 1.11.0 hands them to
+                                      the browser (see sandbox_url_pattern), and health_via_url:
+                                      the app's check of the agent server through the URL it
+                                      hands out, as 1.11.0 calls its sandboxes (report only)
     DELETE /api/stand-in/sandboxes/<id>
 
 ``standin.py sandbox``  (the agent-server sandbox stand-in, ports 8000/8001/8011/8012)
     At start: calls the configured LLM (LLM_BASE_URL, LLM_API_KEY, LLM_MODEL), posts one
     event to the app server's webhook (STANDIN_WEBHOOK_URL, on the bridge gateway like V1),
     calls every URL in STANDIN_PROBE_URLS, prints one line ``STANDIN-REPORT <json>``.
-    GET  /alive                       200
+    GET  /alive                       200 (every port; GET / too: VS Code's and the workers')
+    GET  /sockets/events/<id>         a websocket that echoes text frames (the agent server's
+                                      event stream, which the browser opens at the sandbox URL)
     POST /probe                       run one probe from inside the sandbox and say what
                                       happened: {"kind": "llm"} | {"kind": "http", "url": U}
                                       | {"kind": "tcp"|"udp", "host": H, "port": P}
@@ -59,11 +65,12 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 STANDIN_VERSION = "1"
 SANDBOX_PORTS = (8000, 8001, 8011, 8012)
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B60"
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 
 
 def log(msg: str) -> None:
@@ -200,6 +207,37 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return json.loads(self.rfile.read(length) or b"{}")
 
 
+    def websocket(self):
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                return
+            opcode, length = head[0] & 0x0F, head[1] & 0x7F
+            if length == 126:
+                length = struct.unpack("!H", self.rfile.read(2))[0]
+            elif length == 127:
+                length = struct.unpack("!Q", self.rfile.read(8))[0]
+            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+            if opcode == 0x8:
+                self.wfile.write(b"\x88\x00")
+                return
+            if opcode == 0x1:
+                out = ("stand-in echo: " + payload.decode("utf-8", "replace")).encode()
+                hdr = bytes([0x81, len(out)]) if len(out) < 126 else bytes([0x81, 126]) + struct.pack("!H", len(out))
+                self.wfile.write(hdr + out)
+                self.wfile.flush()
+
+
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -293,6 +331,51 @@ def llm_env() -> dict:
     }
 
 
+# The V1 Docker sandbox service's names for the published ports (1.11.0,
+# openhands/app_server/sandbox/docker_sandbox_service.py, exposed_ports).
+EXPOSED_PORTS = (("AGENT_SERVER", 8000), ("VSCODE", 8001), ("WORKER_1", 8011), ("WORKER_2", 8012))
+DOCKER_SANDBOX_KIND = "openhands.app_server.sandbox.docker_sandbox_service.DockerSandboxServiceInjector"
+SESSION_API_KEY_VARIABLE = "OH_SESSION_API_KEYS_0"
+WORKING_DIR = "/workspace/project"
+
+
+def sandbox_url_pattern() -> str:
+    """The sandbox URL pattern, read from the environment exactly as 1.11.0 reads it
+    (openhands/app_server/config.py, config_from_env): with OH_SANDBOX_KIND naming the
+    Docker sandbox service, OH_SANDBOX_CONTAINER_URL_PATTERN; without OH_SANDBOX_KIND (the
+    legacy fallback the official image and the PyPI build take by default),
+    SANDBOX_CONTAINER_URL_PATTERN. Otherwise the upstream default, http://localhost:{port}."""
+    kind = os.environ.get("OH_SANDBOX_KIND", "")
+    if kind:
+        name = "OH_SANDBOX_CONTAINER_URL_PATTERN" if kind in (DOCKER_SANDBOX_KIND, "DockerSandboxServiceInjector") else ""
+    else:
+        name = "SANDBOX_CONTAINER_URL_PATTERN"
+    return (os.environ.get(name) if name else None) or "http://localhost:{port}"
+
+
+def exposed_urls(ports: dict, session_api_key: str | None) -> list[dict]:
+    """What 1.11.0 hands to the browser for a running sandbox: the pattern with each
+    published host port; VS Code's URL with its token and the working directory."""
+    pattern, out = sandbox_url_pattern(), []
+    for name, container_port in EXPOSED_PORTS:
+        if str(container_port) not in ports:
+            continue
+        url = pattern.format(port=ports[str(container_port)])
+        if name == "VSCODE":
+            url += f"/?tkn={session_api_key}&folder={WORKING_DIR}"
+        out.append({"name": name, "url": url, "port": container_port})
+    return out
+
+
+def for_app(url: str) -> str:
+    """1.11.0 running in a container calls localhost URLs at host.docker.internal
+    (openhands/app_server/utils/docker_utils.py, replace_localhost_hostname_for_docker)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname == "localhost":
+        parts = parts._replace(netloc=parts.netloc.replace("localhost", "host.docker.internal", 1))
+    return urllib.parse.urlunsplit(parts)
+
+
 def start_sandbox(probe_urls: list[str]) -> tuple[int, dict]:
     repo = os.environ.get("AGENT_SERVER_IMAGE_REPOSITORY")
     tag = os.environ.get("AGENT_SERVER_IMAGE_TAG")
@@ -301,6 +384,7 @@ def start_sandbox(probe_urls: list[str]) -> tuple[int, dict]:
     name = f"oh-agent-server-standin-{int(time.time() * 1000) % 10**10}"
     callback = int(os.environ.get("OH_SANDBOX_HOST_PORT", "3000"))
     env = [f"{k}={v}" for k, v in llm_env().items()] + [
+        f"{SESSION_API_KEY_VARIABLE}={base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip('=')}",
         f"STANDIN_PROBE_URLS={','.join(probe_urls)}",
         f"STANDIN_SANDBOX_NAME={name}",
         f"STANDIN_WEBHOOK_URL=http://host.docker.internal:{callback}/api/v1/webhooks/events"]
@@ -309,6 +393,7 @@ def start_sandbox(probe_urls: list[str]) -> tuple[int, dict]:
         "Cmd": ["python3", "/opt/standin/standin.py", "sandbox"],
         "Env": env,
         "Labels": {"airlock.stand-in": "sandbox"},
+        "WorkingDir": WORKING_DIR,
         "ExposedPorts": {f"{p}/tcp": {} for p in SANDBOX_PORTS},
         # Like V1: every port on a random host port, on all interfaces, and the host's
         # bridge gateway as host.docker.internal.
@@ -334,6 +419,11 @@ def sandbox_info(cid: str) -> dict:
     for key, binds in (info["NetworkSettings"].get("Ports") or {}).items():
         if binds:
             ports[key.split("/")[0]] = int(binds[0]["HostPort"])
+    env = dict(e.split("=", 1) for e in info["Config"].get("Env") or [] if "=" in e)
+    session_api_key = env.get(SESSION_API_KEY_VARIABLE)
+    running = info["State"]["Running"]
+    urls = exposed_urls(ports, session_api_key) if running else []
+    agent_url = next((u["url"] for u in urls if u["name"] == "AGENT_SERVER"), None)
     _, logs = docker("GET", f"/containers/{cid}/logs?stdout=1&stderr=0")
     report = None
     for line in demux_logs(logs).splitlines():
@@ -350,6 +440,10 @@ def sandbox_info(cid: str) -> dict:
         # V1's app server health-checks its sandboxes at host.docker.internal:<published port>.
         "health_from_app": probe_http(f"http://host.docker.internal:{ports['8000']}/alive", timeout=3)
         if info["State"]["Running"] and "8000" in ports else None,
+        "session_api_key": session_api_key,
+        "exposed_urls": urls,
+        # 1.11.0 calls its sandboxes (health, conversation start) through the URL it hands out.
+        "health_via_url": probe_http(for_app(agent_url) + "/health", timeout=3) if agent_url else None,
     }
 
 
@@ -403,37 +497,6 @@ class AppHandler(Handler):
             return self.reply(200 if status == 204 else 502, {"docker_status": status})
         return self.reply(404, {"error": "not found"})
 
-    def websocket(self):
-        key = self.headers.get("Sec-WebSocket-Key", "")
-        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-        self.send_response(101, "Switching Protocols")
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        self.end_headers()
-        self.wfile.flush()
-        self.close_connection = True
-        while True:
-            head = self.rfile.read(2)
-            if len(head) < 2:
-                return
-            opcode, length = head[0] & 0x0F, head[1] & 0x7F
-            if length == 126:
-                length = struct.unpack("!H", self.rfile.read(2))[0]
-            elif length == 127:
-                length = struct.unpack("!Q", self.rfile.read(8))[0]
-            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
-            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
-            if opcode == 0x8:
-                self.wfile.write(b"\x88\x00")
-                return
-            if opcode == 0x1:
-                out = ("stand-in echo: " + payload.decode("utf-8", "replace")).encode()
-                hdr = bytes([0x81, len(out)]) if len(out) < 126 else bytes([0x81, 126]) + struct.pack("!H", len(out))
-                self.wfile.write(hdr + out)
-                self.wfile.flush()
-
-
 def serve_app() -> None:
     global STATE
     STATE = AppState()
@@ -445,8 +508,11 @@ def serve_app() -> None:
 # --------------------------------------------------------------------------- sandbox mode
 class SandboxHandler(Handler):
     def do_GET(self):  # noqa: N802
-        if self.path.split("?")[0] == "/alive":
+        path = self.path.split("?")[0]
+        if path in ("/alive", "/health", "/"):
             return self.reply(200, {"status": "ok", "stand_in": "sandbox", "port": self.server.server_address[1]})
+        if path.startswith("/sockets/events/") and self.headers.get("Upgrade", "").lower() == "websocket":
+            return self.websocket()
         return self.reply(404, {"error": "not found"})
 
     def do_POST(self):  # noqa: N802
