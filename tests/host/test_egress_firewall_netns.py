@@ -373,3 +373,81 @@ def test_a_destination_not_yet_in_the_configuration_opens_with_its_definition(fw
     assert timer.returncode == 0 and "new-mirror" in timer.stdout, timer.stdout + timer.stderr
     assert fw.elems("maintenance_v4") == [[f"{PEER_IP}/32", MIRROR_PORT]]
     assert json.loads(fw.tool("--show").stdout)["maintenance_open"] == ["new-mirror"]
+
+
+# ----------------------------------------------------------------------------- monitoring
+ALERTD = ROOT / "roles" / "monitoring" / "files" / "alertd.py"
+
+
+def _wait(func, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        result = func()
+        if result:
+            return result
+        time.sleep(0.3)
+    return func()
+
+
+def test_alertd_raises_the_drift_and_window_alerts(fw):
+    """The monitoring role's alertd, run in the firewall's namespace: the tool's own repair
+    line becomes an egress_drift alert; an open window is a maintenance_window alert."""
+    alerts = fw.tmp / "alerts.jsonl"
+    config = fw.tmp / "alertd.json"
+    config.write_text(json.dumps({
+        "host": "srv", "poll_interval": 0.2,
+        "watchers": [{"type": "egress_drift", "source": {"file": str(fw.events)}},
+                     {"type": "maintenance_window", "interval": 1, "state_file": str(fw.state / "maintenance-open.json")}],
+        "sinks": [{"type": "log", "path": str(alerts)}]}))
+    daemon = subprocess.Popen(["ip", "netns", "exec", fw.ns, sys.executable, str(ALERTD), "--config", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        read = lambda: [json.loads(line) for line in alerts.read_text().splitlines()] if alerts.exists() else []  # noqa: E731
+        time.sleep(2)
+        assert read() == [], "an alert before anything happened"
+        fw.nft("insert", "rule", "inet", "airlock", "forward", "accept")
+        assert fw.tool().returncode == 0
+        drift = _wait(lambda: [a for a in read() if a["type"] == "egress_drift"])
+        assert drift and drift[0]["key"] == "egress_drift:forward" and drift[0]["severity"] == "critical", read()
+        assert fw.tool("--open", "old-mirror", "--timeout", "300").returncode == 0
+        window = _wait(lambda: [a for a in read() if a["type"] == "maintenance_window"])
+        assert window and window[0]["details"]["names"] == ["old-mirror"] and window[0]["details"]["until"], read()
+        assert 290 <= window[0]["details"]["until"] - time.time() <= 301
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+
+
+def test_health_report_shows_the_window(fw):
+    """roles/monitoring tasks_from health.yml, run by Ansible inside the namespace."""
+    playbook = fw.tmp / "health.yml"
+    out = fw.tmp / "rows.json"
+    playbook.write_text(
+        "- hosts: localhost\n"
+        "  connection: local\n"
+        "  gather_facts: true\n"
+        "  tasks:\n"
+        "    - ansible.builtin.include_role: {name: monitoring, tasks_from: health.yml}\n"
+        f"    - ansible.builtin.copy: {{content: '{{{{ monitoring_health_rows | to_json }}}}', dest: {out}, mode: '0600'}}\n")
+    extra = {"monitoring_health_services": [], "monitoring_health_disk_paths": ["/"], "monitoring_health_cert_paths": [],
+             "__monitoring_window_state_file": str(fw.state / "maintenance-open.json"),
+             "ansible_python_interpreter": sys.executable}
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
+               ANSIBLE_CACHE_PLUGIN="memory")
+
+    def rows():
+        res = run("ip", "netns", "exec", fw.ns, str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,",
+                  str(playbook), "-e", json.dumps(extra), check=False, env=env, cwd=str(ROOT))
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+        rows = json.loads(out.read_text())
+        assert isinstance(rows, list) and [r["check"] for r in rows][0] == "disk /", rows  # one list of rows
+        return [r for r in rows if r["check"] == "egress maintenance window"]
+
+    assert rows() == [{"check": "egress maintenance window", "status": "OK", "detail": "closed"}]
+    assert fw.tool("--open", "old-mirror", "--timeout", "600").returncode == 0
+    deadline = json.loads(fw.tool("--show").stdout)["maintenance_deadline"]
+    (row,) = rows()
+    assert row["status"] == "WARN" and row["detail"].startswith("open (old-mirror, 1 entries) until "), row
+    shown = deadline.replace("T", " ").replace("+00:00", " UTC")
+    until = time.mktime(time.strptime(row["detail"].split("until ")[1], "%Y-%m-%d %H:%M:%S UTC"))
+    assert abs(until - time.mktime(time.strptime(shown, "%Y-%m-%d %H:%M:%S UTC"))) <= 15, (row, deadline)

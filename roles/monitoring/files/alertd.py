@@ -7,9 +7,12 @@ repeats of the same alert key within a window, and delivers alerts to sinks: a J
 log file, a webhook (JSON POST), e-mail (SMTP) and AWS SNS.
 
 Watchers:  fail2ban (bans), egress_drop (kernel log prefix of the egress firewall),
-           auth_burst (nginx basic-auth failures per client within a window),
-           audit (audit records carrying chosen keys), service_failure (failed systemd
-           units), cert_expiry (days left on certificate files).
+           egress_drift (the egress firewall's table was tampered with and repaired:
+           AIRLOCK-EGRESS-DRIFT lines of airlock-egress-sets), auth_burst (nginx basic-auth
+           failures per client within a window), audit (audit records carrying chosen keys),
+           service_failure (failed systemd units), cert_expiry (days left on certificate
+           files), maintenance_window (the egress firewall's maintenance window is open:
+           its nft sets hold addresses; an alert every dedup window while it stays open).
 
 Usage: alertd.py --config FILE            run
        alertd.py --check-config FILE      validate a configuration and exit (0 valid, 2 not)
@@ -39,9 +42,10 @@ import uuid
 from email.message import EmailMessage
 
 SEVERITIES = {"info": 0, "warning": 1, "critical": 2}
-WATCHER_TYPES = ("fail2ban", "egress_drop", "auth_burst", "audit", "service_failure", "cert_expiry")
+WATCHER_TYPES = ("fail2ban", "egress_drop", "egress_drift", "auth_burst", "audit", "service_failure", "cert_expiry",
+                 "maintenance_window")
 SINK_TYPES = ("log", "webhook", "email", "sns")
-LINE_WATCHERS = ("fail2ban", "egress_drop", "auth_burst", "audit")
+LINE_WATCHERS = ("fail2ban", "egress_drop", "egress_drift", "auth_burst", "audit")
 SNS_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
 
 
@@ -94,13 +98,28 @@ def validate_config(cfg):
         _need(isinstance(w, dict), f"{where} must be an object")
         t = w.get("type")
         _need(t in WATCHER_TYPES, f"{where}.type: unknown watcher type {t!r} (known: {', '.join(WATCHER_TYPES)})")
-        sev = w.setdefault("severity", {"fail2ban": "warning", "auth_burst": "warning", "cert_expiry": "warning"}.get(t, "critical"))
+        sev = w.setdefault("severity", {"fail2ban": "warning", "auth_burst": "warning", "cert_expiry": "warning",
+                                        "maintenance_window": "warning"}.get(t, "critical"))
         _need(sev in SEVERITIES, f"{where}.severity must be one of {', '.join(SEVERITIES)}")
         if t in LINE_WATCHERS:
             _check_source(where, w.get("source"))
         if t == "egress_drop":
             w.setdefault("prefix", "AIRLOCK-EGRESS-DROP")
             _need(isinstance(w["prefix"], str) and w["prefix"].strip(), f"{where}.prefix must be a non-empty string")
+        if t == "egress_drift":
+            w.setdefault("prefix", "AIRLOCK-EGRESS-DRIFT")
+            _need(isinstance(w["prefix"], str) and w["prefix"].strip(), f"{where}.prefix must be a non-empty string")
+        if t == "maintenance_window":
+            w.setdefault("interval", 60)
+            w.setdefault("table", "inet airlock")
+            w.setdefault("sets", ["maintenance_v4", "maintenance_v6"])
+            w.setdefault("state_file", "/run/airlock-egress/maintenance-open.json")
+            _need(isinstance(w["interval"], (int, float)) and w["interval"] > 0, f"{where}.interval must be > 0")
+            _need(isinstance(w["table"], str) and re.match(r"^(inet|ip|ip6) [A-Za-z0-9_-]+$", w["table"]),
+                  f"{where}.table must be 'FAMILY NAME' such as 'inet airlock'")
+            _need(isinstance(w["sets"], list) and w["sets"] and all(isinstance(s, str) and re.match(r"^[A-Za-z0-9_-]+$", s) for s in w["sets"]),
+                  f"{where}.sets must be a non-empty list of nft set names")
+            _need(isinstance(w["state_file"], str) and w["state_file"].startswith("/"), f"{where}.state_file must be an absolute path")
         if t == "auth_burst":
             w.setdefault("window", 60)
             w.setdefault("threshold", 5)
@@ -227,6 +246,18 @@ def parse_egress(text, prefix):
     return {k.lower(): v for k, v in fields.items()}
 
 
+DRIFT_KV = re.compile(r"\b(by|chains)=(\S+?):?(?=\s|$)")
+
+
+def parse_egress_drift(text, prefix):
+    """airlock-egress-sets' repair line: 'PREFIX repaired by=timer chains=forward: ...; details'."""
+    if prefix not in text:
+        return None
+    rest = text.split(prefix, 1)[1].strip()
+    fields = dict(DRIFT_KV.findall(rest))
+    return {"by": fields.get("by", "?"), "chains": fields.get("chains", "-"), "message": rest[:1000]}
+
+
 def parse_nginx_auth(text):
     m = NGINX_AUTH.search(text)
     if not m:
@@ -290,6 +321,12 @@ class LineWatcher:
                 return make_alert(self.host, t, f"egress_drop:{d.get('src', '?')}:{d.get('dst', '?')}:{d.get('proto', '?')}:{d.get('dpt', '')}",
                                   s["severity"], f"egress blocked: {d.get('src', '?')} -> {d.get('dst', '?')} {d.get('proto', '')}/{d.get('dpt', '')}",
                                   d, event_time)
+        elif t == "egress_drift":
+            d = parse_egress_drift(text, s["prefix"])
+            if d is not None:
+                return make_alert(self.host, t, f"egress_drift:{d['chains']}", s["severity"],
+                                  f"egress firewall tampered with: the live ruleset differed (chains {d['chains']}) and was "
+                                  f"reloaded by the {d['by']}", d, event_time)
         elif t == "auth_burst":
             d = parse_nginx_auth(text)
             if d:
@@ -353,6 +390,57 @@ def check_certs(spec, host, now=None):
                                      f"certificate {path} expires in {days:.1f} days" if days >= 0 else f"certificate {path} expired {-days:.1f} days ago",
                                      {"path": path, "days_left": round(days, 2)}))
     return alerts
+
+
+def _nft_elements(set_obj):
+    """(count, seconds until the last element expires or None) of one `nft -j list set` set."""
+    expires = [e["elem"].get("expires") if isinstance(e, dict) and isinstance(e.get("elem"), dict) else None
+               for e in set_obj.get("elem", []) or []]
+    if not expires:
+        return 0, None
+    return len(expires), (None if None in expires else max(expires))
+
+
+def check_maintenance(spec, host, runner=None, now=None):
+    """An alert while the egress firewall's maintenance window is open (its sets hold
+    addresses); none when the table or nft is absent (a host without the firewall)."""
+    runner = runner or (lambda argv: subprocess.run(argv, capture_output=True, text=True, check=False))
+    now = now or time.time()
+    total, until, no_expiry = 0, [], False
+    for name in spec["sets"]:
+        try:
+            proc = runner(["nft", "-j", "list", "set", *spec["table"].split(), name])
+        except OSError:
+            return []
+        if proc.returncode != 0:
+            continue
+        for item in json.loads(proc.stdout).get("nftables", []):
+            if "set" in item:
+                count, expires = _nft_elements(item["set"])
+                total += count
+                if count and expires is None:
+                    no_expiry = True
+                elif count:
+                    until.append(now + expires)
+    if not total:
+        return []
+    names = []
+    try:
+        with open(spec["state_file"], encoding="utf-8") as f:
+            state = json.load(f)
+        names = state.get("names", []) if isinstance(state, dict) else list(state)
+    except (OSError, ValueError):
+        pass
+    deadline = None if no_expiry or not until else max(until)
+    when = ("without an expiry (closes only when closed or at the next refresh after its deadline)" if deadline is None else
+            "until " + datetime.datetime.fromtimestamp(deadline, datetime.timezone.utc).isoformat(timespec="seconds"))
+    return [make_alert(host, "maintenance_window", "maintenance_window:open", spec["severity"],
+                       f"egress maintenance window open ({', '.join(names) or 'unnamed'}; {total} address/port entries) {when}",
+                       {"names": names, "entries": total,
+                        "until": None if deadline is None else round(deadline)})]
+
+
+POLL_CHECKS = {"service_failure": check_services, "cert_expiry": check_certs, "maintenance_window": check_maintenance}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -598,7 +686,7 @@ class Alertd:
         def loop():
             while not self.stop.is_set():
                 try:
-                    alerts = check_services(spec, self.host) if spec["type"] == "service_failure" else check_certs(spec, self.host)
+                    alerts = POLL_CHECKS[spec["type"]](spec, self.host)
                     for a in alerts:
                         self.events.put((None, a, None))
                 except Exception as e:  # noqa: BLE001 (a failing check must not stop the daemon)
