@@ -15,12 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-import proxyurls
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "realserver"))
 import ohapi  # noqa: E402
+import proxyurls  # noqa: E402
 # The test builds a lab of its own beside any lab the user has running: its own name,
 # addresses and published ports (inventories/lab/group_vars/all/lab.yml reads these).
 LAB = {"AIRLOCK_LAB_NAME": "e2e", "AIRLOCK_LAB_NET": "10.214",
