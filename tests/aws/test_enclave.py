@@ -21,6 +21,8 @@ ALPHA = {
         {"name": "gateway", "cidrs": ["192.0.2.0/24"], "port": 8443},
         {"name": "bedrock", "bedrock": True, "region": "us-east-1"},
     ],
+    # Required with a Bedrock entry; the IAM side is tested in test_bedrock_access.py.
+    "airlock_aws_bedrock_models": ["anthropic.claude-3-5-sonnet-20240620-v1:0"],
 }
 BETA = {"airlock_llm_endpoints": [{"name": "gateway", "cidrs": ["192.0.2.0/24"]}]}
 WORLD = "0.0.0.0/0"

@@ -29,6 +29,13 @@ CASES = [
     ("unknown instance type format", {"airlock_aws_server_instance_type": "t3large"},
      "aws_enclave_server_instance_type: 't3large'"),
     ("missing key material", {"airlock_aws_ssh_public_key": ""}, "aws_enclave_ssh_public_key: is empty"),
+    ("Bedrock entry without models", {"airlock_llm_endpoints": [{"name": "b", "bedrock": True}]},
+     "aws_enclave_bedrock_models: is empty, but aws_enclave_llm_endpoints has the Bedrock entry 'b'"),
+    ("Bedrock model wildcard", {"airlock_llm_endpoints": [{"name": "b", "bedrock": True}],
+                                "airlock_aws_bedrock_models": ["anthropic.*"]},
+     "aws_enclave_bedrock_models[0]: 'anthropic.*' has a wildcard"),
+    ("Bedrock models without an entry", {"airlock_aws_bedrock_models": ["amazon.nova-pro-v1:0"]},
+     "aws_enclave_bedrock_models: is set, but aws_enclave_llm_endpoints has no Bedrock entry"),
 ]
 
 
