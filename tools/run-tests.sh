@@ -10,8 +10,9 @@
 # e2e (the lab end to end with the OpenHands stand-in: tests/e2e/test_lab.py), e2e_real
 # (the real OpenHands server built from PyPI in a lab of its own, a conversation through
 # the proxy: tests/e2e/test_real_openhands.py), bench (the benchmark's smoke mode, so it
-# cannot rot: tests/bench).
-# lint, unit, roles, aws and host run one after another beside the Molecule scenarios,
+# cannot rot: tests/bench), fresh (tools/setup.sh then the unit stage in a bare Debian 12
+# container, from a clone under /root: tools/testbed/fresh-machine.sh).
+# lint, unit, roles, aws, host and fresh run one after another beside the Molecule scenarios,
 # and the image of the real server (realserver_image, cached by recipe) builds at low
 # priority beside them; then e2e, e2e_real and bench run one after another, alone.
 # Logs go to reports/<stage>.log; a summary table ends the run.
@@ -44,6 +45,7 @@ stage_e2e() { pytest -q -p no:cacheprovider -rs tests/e2e/test_lab.py; }
 stage_realserver_image() { nice -n 10 tools/realserver/build.sh --save .cache/images/openhands-pypi.tar; }
 stage_e2e_real() { pytest -q -p no:cacheprovider -rs tests/e2e/test_real_openhands.py; }
 stage_bench() { pytest -q -p no:cacheprovider -rs tests/bench; }
+stage_fresh() { nice -n 10 tools/testbed/fresh-machine.sh; }
 scenario() { molecule test -s "$1"; }
 
 all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
@@ -75,7 +77,7 @@ summary() {
 rm -f reports/*.rc
 start=$SECONDS
 if [ $# -eq 0 ]; then
-  { for s in lint unit roles aws host; do run_stage "$s" "stage_$s"; done; } &
+  { for s in lint unit roles aws host fresh; do run_stage "$s" "stage_$s"; done; } &
   run_stage realserver_image stage_realserver_image &
   run_molecule
   wait
@@ -86,7 +88,7 @@ else
   stage=$1; shift
   case $stage in
     molecule) run_molecule "$@" ;;
-    lint|unit|roles|aws|host|e2e|e2e_real|realserver_image|bench) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
+    lint|unit|roles|aws|host|fresh|e2e|e2e_real|realserver_image|bench) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 fi
