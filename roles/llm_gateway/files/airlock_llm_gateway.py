@@ -5,8 +5,11 @@ Two documented LiteLLM extension points, nothing else:
 ``user_api_key_auth`` (``general_settings.custom_auth``)
     Answers 403 for every route outside the configured inference routes, and 401 for any
     key that is not one of the gateway keys. Keys are compared as SHA-256 digests (the
-    configuration holds no key in clear). The returned object carries the key's alias and
-    its optional rate limits, which LiteLLM enforces without a database.
+    configuration holds no key in clear). A request whose body names its own credentials
+    or upstream (api_key, base_url, AWS keys, extra headers, ...) answers 400: LiteLLM
+    would otherwise call the approved endpoint with a key the client brought, i.e. with
+    someone else's account. The returned object carries the key's alias and its optional
+    rate limits, which LiteLLM enforces without a database.
 
 ``request_log`` (``litellm_settings.callbacks``)
     One JSON line per request, success or failure, in the request log: time, key alias,
@@ -34,6 +37,15 @@ with open(os.environ["AIRLOCK_GATEWAY_CONFIG"], encoding="utf-8") as _fh:
 ROUTES = frozenset(CONFIG["routes"])
 KEYS = [(k["alias"], k["sha256"], k) for k in CONFIG["keys"]]
 LIMITS = ("rpm_limit", "tpm_limit", "max_parallel_requests")
+# Request body fields that choose credentials, the upstream or headers sent to it.
+CLIENT_SIDE = frozenset({
+    "api_key", "api_base", "base_url", "api_version", "organization", "custom_llm_provider",
+    "extra_headers", "headers", "user_config", "litellm_params", "azure_ad_token",
+    "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name",
+    "aws_role_name", "aws_session_name", "aws_profile_name", "aws_web_identity_token",
+    "aws_sts_endpoint", "aws_bedrock_runtime_endpoint", "vertex_project", "vertex_location",
+    "vertex_credentials", "vertex_ai_project", "vertex_ai_location", "watsonx_api_key",
+})
 
 
 def _deny(message: str, code: int) -> ProxyException:
@@ -51,9 +63,24 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
             match = (alias, entry)
     if match is None:
         raise _deny("invalid gateway key", 401)
+    body = await _json_body(request)
+    named = sorted(CLIENT_SIDE.intersection(body)) if isinstance(body, dict) else []
+    if named:
+        raise _deny(f"this gateway chooses the upstream and its credentials; remove {', '.join(named)}", 400)
     alias, entry = match
     limits = {name: entry[name] for name in LIMITS if entry.get(name)}
     return UserAPIKeyAuth(api_key=api_key, key_alias=alias, key_name=alias, **limits)
+
+
+async def _json_body(request: Request):
+    """The request's JSON body (starlette caches it, so the proxy reads it again), or None."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return None
+    try:
+        raw = await request.body()
+        return json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 class RequestLog(CustomLogger):
