@@ -141,7 +141,8 @@ def test_the_package_list_covers_what_the_suite_runs():
     table = dict(needs())
     assert table["ssh-keygen"] == table["ssh"] == "openssh-client"
     for cmd, pkg in {"dockerd": "docker.io", "debootstrap": "debootstrap", "auditctl": "auditd",
-                     "openssl": "openssl", "curl": "curl", "wrk": "wrk"}.items():
+                     "openssl": "openssl", "curl": "curl", "wrk": "wrk", "ip": "iproute2",
+                     "nft": "nftables"}.items():
         assert table[cmd] == pkg
 
 

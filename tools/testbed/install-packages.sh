@@ -21,6 +21,8 @@ debootstrap                             debootstrap           tools/testbed/buil
 /etc/ssl/certs/ca-certificates.crt      ca-certificates       tools/realserver/build.sh (pip inside the image build)
 auditctl                                auditd                tests/host (audit rules in the real kernel)
 ausearch                                auditd                tests/host
+ip                                      iproute2              tests/host (network namespaces and veth pairs for the egress firewall test)
+nft                                     nftables              tests/host (the egress firewall ruleset in a real kernel)
 ssh-keygen                              openssh-client        tests/unit, tests/aws (key pairs), the AWS key pair
 ssh                                     openssh-client        the AWS path (Ansible over SSH, ProxyJump through the proxy)
 openssl                                 openssl               tests/unit (test certificates, alertd certificate checks)
