@@ -186,3 +186,27 @@ class FilterModule:
             "egress_firewall_by_family": egress_firewall_by_family,
             "egress_firewall_address_in": egress_firewall_address_in,
         }
+
+
+# Maintenance window length (egress_firewall_maintenance_timeout): the window's addresses get
+# an nft element timeout of this many seconds, so an aborted run's window closes by itself.
+MAINTENANCE_TIMEOUT_MIN, MAINTENANCE_TIMEOUT_MAX = 60, 86400
+
+
+def egress_firewall_maintenance_timeout_errors(value):
+    """Messages (empty when valid) for egress_firewall_maintenance_timeout: whole seconds
+    from 60 (a run needs time) to 86400 (a window left open for days is not maintenance)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not MAINTENANCE_TIMEOUT_MIN <= value <= MAINTENANCE_TIMEOUT_MAX:
+        return [f"{PREFIX}maintenance_timeout must be whole seconds from {MAINTENANCE_TIMEOUT_MIN} to "
+                f"{MAINTENANCE_TIMEOUT_MAX} (got {value!r})"]
+    return []
+
+
+_BaseFilterModule = FilterModule
+
+
+class FilterModule(_BaseFilterModule):  # noqa: F811 (the filters above, and this one)
+    def filters(self):
+        return {**super().filters(), "egress_firewall_maintenance_timeout_errors": egress_firewall_maintenance_timeout_errors}
