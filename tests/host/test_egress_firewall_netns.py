@@ -451,3 +451,48 @@ def test_health_report_shows_the_window(fw):
     shown = deadline.replace("T", " ").replace("+00:00", " UTC")
     until = time.mktime(time.strptime(row["detail"].split("until ")[1], "%Y-%m-%d %H:%M:%S UTC"))
     assert abs(until - time.mktime(time.strptime(shown, "%Y-%m-%d %H:%M:%S UTC"))) <= 15, (row, deadline)
+
+
+# ----------------------------------------------------------------------------- the role's tasks
+def test_role_maintenance_open_opens_a_destination_the_configuration_does_not_know(fw):
+    """roles/egress_firewall tasks_from maintenance_open, run by Ansible with the sets tool
+    pointed at this namespace: a destination renamed in the inventory (not yet in the
+    server's egress.json) opens on the first run, for egress_firewall_maintenance_timeout."""
+    stub = fw.tmp / "airlock-egress-sets"
+    stub.write_text(f"#!/bin/sh\nAIRLOCK_EGRESS_EVENT_LOG={fw.events} exec ip netns exec {fw.ns} {sys.executable} {TOOL} "
+                    f"--config {fw.config} --state-dir {fw.state} \"$@\"\n")
+    stub.chmod(0o755)
+    playbook = fw.tmp / "open.yml"
+    playbook.write_text(
+        "- hosts: localhost\n"
+        "  connection: local\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - ansible.builtin.include_role: {name: egress_firewall, tasks_from: maintenance_open}\n")
+    extra = {
+        "ansible_python_interpreter": sys.executable,
+        "__egress_firewall_sets_script": str(stub),
+        "egress_firewall_llm_endpoints": [{"name": "fixed", "cidrs": ["192.0.2.20/32"], "port": 8000}],
+        "egress_firewall_dns_servers": ["192.0.2.53"],
+        "egress_firewall_proxy_addresses": ["192.0.2.40"],
+        "egress_firewall_maintenance_destinations": [{"name": "new-mirror", "cidrs": [f"{PEER_IP}/32"], "ports": [MIRROR_PORT]}],
+        "egress_firewall_maintenance_open": ["new-mirror"],
+        "egress_firewall_maintenance_timeout": 120,
+    }
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
+               ANSIBLE_CACHE_PLUGIN="memory")
+    assert "new-mirror" not in fw.config.read_text()
+    res = run(str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(playbook), "-e", json.dumps(extra),
+              check=False, env=env, cwd=str(ROOT))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert re.search(r"changed: \[localhost\]", res.stdout), res.stdout[-2000:]
+    assert fw.connects()
+    elems = fw.elems("maintenance_v4", with_expiry=True)
+    assert [e[:2] for e in elems] == [[f"{PEER_IP}/32", MIRROR_PORT]] and 100 < elems[0][2] <= 120, elems
+
+    extra["egress_firewall_maintenance_timeout"] = 30  # below the minimum: refused before any change
+    fw.tool("--close")
+    res = run(str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(playbook), "-e", json.dumps(extra),
+              check=False, env=env, cwd=str(ROOT))
+    assert res.returncode != 0 and "egress_firewall_maintenance_timeout must be whole seconds from 60" in res.stdout
+    assert fw.elems("maintenance_v4") == [] and not fw.connects()

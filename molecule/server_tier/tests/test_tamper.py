@@ -1,0 +1,237 @@
+"""Tamper with the server's egress firewall and watch it come back, with an alert.
+
+Each test inserts an `accept` at the top of one of the server's base chains (forward,
+input, output) of `inet airlock` and lets the drift check repair it: the refresh timer's
+unit (`systemctl start airlock-egress-refresh.service`) or the role itself (a run of
+egress_firewall through Ansible, as `site.yml --tags egress_firewall` does). Then the rule
+is gone, the table equals the ruleset file again, the name-based set still holds its
+address, and an alert was written by the monitoring role's alertd (started here inside
+the server container with a log sink, watching the journal as the role configures it;
+this scenario does not deploy the monitoring role).
+
+The maintenance window closes by itself at its deadline (nft element timeouts), the timer
+does not open it again, an alert is written while it is open, and a destination the
+server's configuration does not know yet (renamed or added in the inventory) opens through
+the role's maintenance_open.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+
+ROOT = Path(__file__).resolve().parents[3]
+SERVER = "server_tier-server"
+DECOY_IP = "10.213.5.30"
+LLM_HOSTS_V4 = [["10.213.5.20/32", 8000]]  # llm.airlock.test, resolved by the fake DNS
+PROBE = "import sys, json; sys.path.insert(0, '/usr/local/lib/airlock-test'); import standin; print(json.dumps(standin.run_probe(json.loads(sys.argv[1]))))"
+ALERTD_PATH = "/usr/local/lib/airlock-tamper-alertd.py"
+ALERTD_CONFIG = "/etc/airlock-tamper-alertd.json"
+ALERTS = "/var/log/airlock-tamper/alerts.jsonl"
+ALERTD_UNIT = "airlock-tamper-alertd"
+
+server = testinfra.get_host(f"docker://{SERVER}")
+
+
+def probe(host, spec: dict) -> dict:
+    out = host.check_output(f"python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}")
+    return json.loads(out)
+
+
+def wait_for(func, timeout=60, step=1):
+    deadline = time.time() + timeout
+    while True:
+        result = func()
+        if result or time.time() > deadline:
+            return result
+        time.sleep(step)
+
+
+def sets_tool(*args: str):
+    return server.run("airlock-egress-sets " + " ".join(shlex.quote(a) for a in args))
+
+
+def first_rule(chain: str) -> list:
+    data = json.loads(server.check_output(f"nft -j list chain inet airlock {chain}"))["nftables"]
+    rules = [i["rule"]["expr"] for i in data if "rule" in i]
+    return rules[0] if rules else []
+
+
+def alerts(kind: str, since: float) -> list:
+    text = server.run(f"cat {ALERTS}").stdout if server.file(ALERTS).exists else ""
+    found = []
+    for line in text.splitlines():
+        try:
+            alert = json.loads(line)
+        except ValueError:
+            continue
+        if alert.get("type") == kind and alert.get("ts", 0) >= since:
+            found.append(alert)
+    return found
+
+
+def ansible_playbook(text: str, extra: dict | None = None) -> str:
+    """Run a playbook against this scenario's inventory (the verifier's environment carries
+    Molecule's ANSIBLE_CONFIG, roles path and inventory); returns its output."""
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if not inventory:
+        pytest.skip("MOLECULE_INVENTORY_FILE is not set: run through `molecule verify`")
+    binary = Path(sys.executable).parent / "ansible-playbook"
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as fh:
+        fh.write(text)
+        playbook = fh.name
+    try:
+        argv = [str(binary) if binary.exists() else "ansible-playbook", "-i", str(Path(inventory).parent), playbook]
+        if extra:
+            argv += ["-e", json.dumps(extra)]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900)
+    finally:
+        os.unlink(playbook)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+def task_status(output: str, task: str) -> str:
+    """'changed', 'ok' or 'skipping' of a task of the default callback's output."""
+    match = re.search(r"TASK \[[^\]]*" + re.escape(task) + r"\][^\n]*\n(.*?)(?=\nTASK \[|\nRUNNING HANDLER|\nPLAY RECAP)", output, re.S)
+    assert match, f"task {task!r} not in the output"
+    found = re.search(rf"^(changed|ok|skipping): \[{SERVER}\]", match.group(1), re.M)
+    assert found, match.group(1)
+    return found.group(1)
+
+
+ROLE_PLAY = """
+- hosts: openhands
+  gather_facts: false
+  roles:
+    - role: egress_firewall
+"""
+DRIFT_TASK = "Compare the live table with the ruleset and reload it on any difference"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def alertd():
+    """The monitoring role's alertd in the server container: the egress_drift watcher on the
+    journal (as the role configures it) and the maintenance_window check, to a log sink."""
+    assert wait_for(lambda: server.run("nft list table inet airlock").rc == 0, 120), "the firewall's table is not loaded"
+    subprocess.run(["docker", "cp", str(ROOT / "roles" / "monitoring" / "files" / "alertd.py"), f"{SERVER}:{ALERTD_PATH}"],
+                   check=True, capture_output=True)
+    config = {"host": SERVER, "dedup_window": 0, "poll_interval": 0.2,
+              "watchers": [{"type": "egress_drift", "source": {"journal": {"SYSLOG_IDENTIFIER": "airlock-egress-sets"}}},
+                           {"type": "maintenance_window", "interval": 1}],
+              "sinks": [{"type": "log", "path": ALERTS}]}
+    server.check_output(f"echo {shlex.quote(json.dumps(config))} > {ALERTD_CONFIG}")
+    server.check_output(f"python3 {ALERTD_PATH} --check-config {ALERTD_CONFIG}")
+    server.run(f"systemctl stop {ALERTD_UNIT}; systemctl reset-failed {ALERTD_UNIT}")
+    server.check_output(f"systemd-run --unit {ALERTD_UNIT} /usr/bin/python3 {ALERTD_PATH} --config {ALERTD_CONFIG}")
+    assert wait_for(lambda: server.service(ALERTD_UNIT).is_running, 20)
+    time.sleep(3)  # journalctl -f has started and reads from now on
+    yield
+    server.run(f"systemctl stop {ALERTD_UNIT}")
+
+
+@pytest.fixture()
+def clean_table():
+    check = sets_tool("--check")
+    assert check.rc == 0 and check.stdout.strip().endswith("clean"), f"the table differs before the test: {check.stdout}"
+    yield
+    sets_tool("--repair")  # whatever a failed test left behind
+
+
+# ----------------------------------------------------------------------------- drift
+@pytest.mark.parametrize("chain", ["forward", "input", "output"])
+def test_timer_repairs_an_accept_at_the_top_of_a_chain_with_an_alert(clean_table, chain):
+    start = time.time()
+    server.check_output(f"nft insert rule inet airlock {chain} accept")
+    assert first_rule(chain) == [{"accept": None}]
+    if chain == "output":  # the tamper is real: the host now reaches the decoy
+        assert probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000})["ok"], "the inserted accept had no effect"
+    check = sets_tool("--check")
+    assert check.rc == 3 and f"chain {chain}:" in check.stdout, check.stdout + check.stderr
+
+    server.check_output("systemctl start airlock-egress-refresh.service")
+
+    assert first_rule(chain) != [{"accept": None}], "the accept rule is still there"
+    assert sets_tool("--check").stdout.strip().endswith("clean")
+    assert json.loads(sets_tool("--show").stdout)["llm_hosts_v4"] == LLM_HOSTS_V4, "the LLM set lost its address"
+    if chain == "output":
+        assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000})["ok"], "the decoy is still reachable"
+    journal = server.check_output(f"journalctl -t airlock-egress-sets --since @{int(start)} --no-pager -o cat")
+    assert f"AIRLOCK-EGRESS-DRIFT repaired by=timer chains={chain}" in journal, journal
+    drift = wait_for(lambda: [a for a in alerts("egress_drift", start) if a["key"] == f"egress_drift:{chain}"], 30)
+    assert drift and drift[0]["severity"] == "critical" and drift[0]["details"]["by"] == "timer", drift
+
+
+def test_role_run_repairs_a_tampered_forward_chain_and_reports_changed(clean_table):
+    """The issue's case: `--tags egress_firewall` used to report changed=0 and leave it."""
+    clean = ansible_playbook(ROLE_PLAY)
+    assert task_status(clean, DRIFT_TASK) == "ok", "positive control: an untouched table is reported as changed"
+    start = time.time()
+    server.check_output("nft insert rule inet airlock forward accept")
+    tampered = ansible_playbook(ROLE_PLAY)
+    assert task_status(tampered, DRIFT_TASK) == "changed"
+    assert first_rule("forward") != [{"accept": None}]
+    assert sets_tool("--check").stdout.strip().endswith("clean")
+    assert json.loads(sets_tool("--show").stdout)["llm_hosts_v4"] == LLM_HOSTS_V4
+    drift = wait_for(lambda: [a for a in alerts("egress_drift", start) if a["key"] == "egress_drift:forward"], 30)
+    assert drift and drift[0]["details"]["by"] == "ansible", drift
+
+
+# ----------------------------------------------------------------------------- the window
+def test_window_closes_by_itself_and_the_timer_does_not_reopen_it():
+    mirror = {"kind": "tcp", "host": DECOY_IP, "port": 9000}
+    assert not probe(server, mirror)["ok"], "the mirror is reachable with the window closed"
+    start = time.time()
+    opened = sets_tool("--open", "test-mirror", "--timeout", "10")
+    assert opened.rc == 0, opened.stdout + opened.stderr
+    try:
+        shown = json.loads(sets_tool("--show").stdout)
+        assert shown["maintenance_open"] == ["test-mirror"] and shown["maintenance_deadline"]
+        elems = json.loads(server.check_output("nft -j list set inet airlock maintenance_v4"))["nftables"][1]["set"]
+        assert "timeout" in elems["flags"], "the maintenance sets are not declared with flags timeout"
+        assert all(0 < e["elem"]["expires"] <= 10 for e in elems["elem"]), elems
+        assert probe(server, mirror)["ok"], "positive control: the open window does not let the mirror through"
+        window = wait_for(lambda: alerts("maintenance_window", start), 8)
+        assert window and window[0]["details"]["names"] == ["test-mirror"] and window[0]["details"]["until"], window
+
+        time.sleep(max(0.0, start + 11.5 - time.time()))  # nothing runs: the kernel drops the elements at the deadline
+        assert json.loads(sets_tool("--show").stdout)["maintenance_v4"] == []
+        assert not probe(server, mirror)["ok"], "the mirror is reachable after the deadline"
+        server.check_output("systemctl start airlock-egress-refresh.service")
+        assert json.loads(sets_tool("--show").stdout)["maintenance_v4"] == []
+        assert not probe(server, mirror)["ok"], "the timer opened the window again"
+        assert not server.file("/run/airlock-egress/maintenance-open.json").exists
+    finally:
+        sets_tool("--close")
+
+
+def test_a_renamed_destination_opens_through_the_role():
+    """A destination the server's configuration does not know yet (the role has not written
+    it) opens on the first run: maintenance_open passes its definition along."""
+    config = json.loads(server.check_output("cat /etc/airlock/egress.json"))
+    assert "renamed-mirror" not in [d["name"] for d in config.get("maintenance", [])]
+    refused = sets_tool("--open", "renamed-mirror")
+    assert refused.rc != 0 and "unknown maintenance destination" in refused.stderr, "negative control"
+    renamed = [{"name": "renamed-mirror", "cidrs": [f"{DECOY_IP}/32"], "ports": [9000]}]
+    try:
+        ansible_playbook("""
+- hosts: openhands
+  gather_facts: false
+  tasks:
+    - name: Open the window under the new name
+      ansible.builtin.include_role: {name: egress_firewall, tasks_from: maintenance_open}
+""", {"egress_firewall_maintenance_destinations": renamed, "egress_firewall_maintenance_open": ["renamed-mirror"]})
+        assert json.loads(sets_tool("--show").stdout)["maintenance_open"] == ["renamed-mirror"]
+        assert probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 9000})["ok"]
+    finally:
+        sets_tool("--close")
+    assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 9000})["ok"]
