@@ -15,10 +15,10 @@
 #   3. in it, as root: a clone of this repository's HEAD under /root (mode 0700, unreadable
 #      to other users), tools/setup.sh, then tools/run-tests.sh unit. Fails when either fails.
 #
-# Nothing in the container is pre-installed by this script. Only downloads are cached
-# between runs (named volumes for apt's .deb archive and pip's wheel cache), the way a
-# mirror or proxy would; every package is still installed, the venv created, dockerd
-# started and both base images built by debootstrap inside the container.
+# Nothing in the container is pre-installed by this script. Only apt's downloads are cached
+# between runs (a named volume for its .deb archive, as the Molecule scenarios have), the
+# way a local mirror would; every package is still installed, the venv created from PyPI,
+# dockerd started and both base images built by debootstrap inside the container.
 #
 # Cost, measured on 2 cores (the stage's log prints each step's time): airlock/fresh:12 once,
 # 45 s. Then per run 4.5-5 min: container start and clone 2 s; packages 15-30 s (docker.io
@@ -52,7 +52,7 @@ stamp() { local line; while IFS= read -r line; do printf '    [%(%T)T] %s\n' -1 
 
 mirror() {
   # The Debian mirror the host itself uses (deb822 or one-line sources), else deb.debian.org
-  # (the same rule as tools/testbed/build-images.sh).
+  # (as tools/testbed/build-images.sh, but never a third-party repository the host lists).
   local m
   m=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v -- '-security' | grep -m1 debian || true)
   [ -n "$m" ] || m=$(grep -hsE '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | grep -v -- '-security' | grep -m1 debian || true)
@@ -124,7 +124,6 @@ docker run -d --name "$name" --hostname fresh --label airlock.fresh=true --cpu-s
   --stop-signal SIGRTMIN+3 \
   -v /var/lib/docker \
   -v airlock-fresh-apt-cache:/var/cache/apt/archives \
-  -v airlock-fresh-pip-cache:/root/.cache/pip \
   -v "$ca:/usr/local/share/airlock-host-ca.crt:ro" \
   -v "$repo:/src:ro" \
   "$image" >/dev/null
