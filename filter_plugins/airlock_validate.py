@@ -2,10 +2,14 @@
 
 Plain Python, unit tested in tests/unit/test_filter_airlock_validate.py.
 
-airlock_probe_plan(llm_url, canaries, dns)
-    The reachability probes to run from one vantage point (the server host, or a sandbox
-    container), each ``{"name", "args", "want"}``: ``args`` is the command line of
-    tools/probes/reach.py, ``want`` whether the destination must be reached.
+airlock_probe_plan(llm_url, canaries, dns, vantage="host", gateway_url=None, gateway_user=None)
+    The reachability probes to run from one vantage point (``host``: the server host, or
+    ``sandbox``: a sandbox container), each ``{"name", "args", "want"}`` (and ``user``,
+    the user to probe as): ``args`` is the command line of tools/probes/reach.py, ``want``
+    whether the destination must be reached. On the host, with ``gateway_user``, the LLM
+    endpoint must answer that user and no other; a sandbox must reach the gateway
+    (``gateway_url``) and not the endpoint, nor DNS, even the configured resolver
+    (``dns["resolver"]``), which the host must reach.
     ``canaries`` is a list of ``{"host", "port", "proto": tcp|udp}`` that must be blocked;
     ``dns`` is ``{"name": <a name the resolver knows>, "canary_resolver": <address>}``.
 
@@ -25,8 +29,24 @@ from __future__ import annotations
 import json
 
 
-def airlock_probe_plan(llm_url, canaries, dns):
-    plan = [{"name": "reaches the approved LLM endpoint", "args": ["http", llm_url], "want": True}]
+def airlock_probe_plan(llm_url, canaries, dns, vantage="host", gateway_url=None, gateway_user=None):
+    if vantage not in ("host", "sandbox"):
+        raise ValueError(f"vantage must be host or sandbox, got {vantage!r}")
+    if vantage == "host" and gateway_user:
+        # Only the LLM gateway's user reaches the endpoint: its probe is the positive
+        # control of root's, the same request from the same host.
+        plan = [{"name": f"reaches the approved LLM endpoint (as {gateway_user}, the LLM gateway)",
+                 "args": ["http", llm_url], "want": True, "user": gateway_user},
+                {"name": "the approved LLM endpoint is closed to other users of the host (root)",
+                 "args": ["http", llm_url], "want": False}]
+    elif vantage == "host":
+        plan = [{"name": "reaches the approved LLM endpoint", "args": ["http", llm_url], "want": True}]
+    else:
+        if not gateway_url:
+            raise ValueError("a sandbox plan needs the LLM gateway's URL (validate_gateway_url)")
+        plan = [{"name": "reaches the LLM gateway", "args": ["http", gateway_url], "want": True},
+                {"name": "the approved LLM endpoint is blocked (only the gateway calls it)",
+                 "args": ["http", llm_url], "want": False}]
     for canary in canaries or []:
         proto = canary.get("proto", "tcp")
         if proto not in ("tcp", "udp"):
@@ -39,6 +59,12 @@ def airlock_probe_plan(llm_url, canaries, dns):
     if dns:
         plan.append({"name": f"DNS via a foreign resolver ({dns['canary_resolver']}) is blocked",
                      "args": ["dns", str(dns["canary_resolver"]), dns["name"]], "want": False})
+        if vantage == "sandbox" and dns.get("resolver"):
+            plan.append({"name": f"DNS via the configured resolver ({dns['resolver']}) is blocked (no DNS leaves a sandbox)",
+                         "args": ["dns", str(dns["resolver"]), dns["name"]], "want": False})
+        elif dns.get("resolver"):
+            plan.append({"name": f"resolves through the configured resolver ({dns['resolver']})",
+                         "args": ["dns", str(dns["resolver"]), dns["name"]], "want": True})
     return plan
 
 

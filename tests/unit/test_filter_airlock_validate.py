@@ -68,3 +68,35 @@ def test_markdown_report_counts_and_marks_failures():
     ], "t")
     assert "**FAILED**: 1 passed, 1 failed, 1 not applicable." in md
     assert "| **FAIL** | b | y | a\\|b |" in md and "| n/a | c |" in md
+
+
+def test_host_plan_with_a_gateway_user_pairs_the_llm_probe_with_its_control():
+    plan = av.airlock_probe_plan("http://llm.test:8000/v1/models", [], {"name": "llm.test", "canary_resolver": "10.0.0.9",
+                                                                        "resolver": "10.0.0.53"},
+                                 "host", None, "airlock-llm")
+    assert [(p["args"], p["want"], p.get("user")) for p in plan] == [
+        (["http", "http://llm.test:8000/v1/models"], True, "airlock-llm"),
+        (["http", "http://llm.test:8000/v1/models"], False, None),
+        (["dns", "10.0.0.9", "llm.test"], False, None),
+        (["dns", "10.0.0.53", "llm.test"], True, None),
+    ]
+    assert "reaches the approved LLM endpoint" in plan[0]["name"]
+
+
+def test_sandbox_plan_reaches_the_gateway_and_nothing_else():
+    plan = av.airlock_probe_plan("http://llm.test:8000/v1/models", [{"host": "decoy.test", "port": 80}],
+                                 {"name": "llm.test", "canary_resolver": "10.0.0.9", "resolver": "10.0.0.53"},
+                                 "sandbox", "http://host.docker.internal:4000/health/liveliness", "airlock-llm")
+    assert [(p["args"], p["want"]) for p in plan] == [
+        (["http", "http://host.docker.internal:4000/health/liveliness"], True),
+        (["http", "http://llm.test:8000/v1/models"], False),
+        (["tcp", "decoy.test", "80"], False),
+        (["dns", "10.0.0.9", "llm.test"], False),
+        (["dns", "10.0.0.53", "llm.test"], False),
+    ]
+    assert not any("user" in p for p in plan)
+
+
+def test_sandbox_plan_needs_the_gateway_url():
+    with pytest.raises(ValueError, match="validate_gateway_url"):
+        av.airlock_probe_plan("http://x/", [], None, "sandbox")

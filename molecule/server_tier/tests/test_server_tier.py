@@ -15,7 +15,9 @@ import testinfra
 
 SERVER_IP, LLM_IP, DECOY_IP, PROXY_IP = "10.213.5.10", "10.213.5.20", "10.213.5.30", "10.213.5.40"
 DECOY_IP6 = "fd5e:a1c0:213:5::30"
-KEY = "sk-airlock-stand-in-test-key"
+KEY = "sk-airlock-stand-in-test-key"  # the provider's key: only the gateway holds it
+GATEWAY_KEY = "sk-airlock-gateway-test-key-0123456789abcdef"  # what the app and sandboxes hold
+GATEWAY_USER = "airlock-llm"
 PROBE = "import sys, json; sys.path.insert(0, '/usr/local/lib/airlock-test'); import standin; print(json.dumps(standin.run_probe(json.loads(sys.argv[1]))))"
 
 server = testinfra.get_host("docker://server_tier-server")
@@ -35,8 +37,11 @@ BLOCKED_PROBES = [
 ]
 
 
-def probe(host, spec: dict) -> dict:
-    out = host.check_output(f"python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}")
+def probe(host, spec: dict, user: str | None = None) -> dict:
+    """Run one stand-in probe on `host` (as root, or as `user`: the LLM endpoints open to the
+    gateway's user only)."""
+    prefix = f"runuser -u {user} -- " if user else ""
+    out = host.check_output(f"{prefix}python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}")
     return json.loads(out)
 
 
@@ -88,13 +93,17 @@ def sandbox():
 
 
 # ----------------------------------------------------------------------------- the host
-def test_host_reaches_the_llm_with_the_key():
-    status, body = http(server, f"http://{LLM_IP}:8000/v1/chat/completions", "POST", {"model": "m", "messages": []})
-    assert status == 401  # reachable; the fake LLM insists on the key
-    cmd = server.run(f"curl -sS -m 5 -H 'Authorization: Bearer {KEY}' -d '{{\"model\": \"m\", \"stream\": true}}' "
-                     f"http://{LLM_IP}:8000/v1/chat/completions")
-    assert cmd.rc == 0 and "data: [DONE]" in cmd.stdout
+def test_only_the_gateway_user_reaches_the_llm():
+    """The LLM endpoint opens to the gateway's user (meta skuid) and to no other process of
+    the host: the same request as root is refused, as the gateway's user it is answered."""
+    # The header comes from stdin: on a command line, the key would land in the journal
+    # (PAM records runuser's command line with its session lines).
+    gw = server.run(f"printf 'Authorization: Bearer %s' {KEY} | runuser -u airlock-llm -- curl -sS -m 5 -H @- "
+                    f"-d '{{\"model\": \"m\", \"stream\": true}}' http://{LLM_IP}:8000/v1/chat/completions")
+    assert gw.rc == 0 and "data: [DONE]" in gw.stdout, f"positive control: the gateway's user is refused: {gw.stderr}"
     assert any(r["source"] == SERVER_IP and r["stream"] for r in llm_requests())
+    assert http(server, f"http://{LLM_IP}:8000/v1/models", timeout=4)[0] == 0, "root reached the LLM endpoint"
+    assert not probe(server, {"kind": "tcp", "host": LLM_IP, "port": 8000})["ok"]
 
 
 @pytest.mark.parametrize("spec", BLOCKED_PROBES, ids=lambda s: f"{s['kind']}-{s.get('host', s.get('server'))}-{s.get('port', '')}")
@@ -126,15 +135,20 @@ def test_drops_are_counted_by_the_logging_rule():
 
 
 # ----------------------------------------------------------------------------- sandboxes
-def test_sandbox_called_the_llm_with_the_configured_key(sandbox):
+def test_sandbox_called_the_llm_through_the_gateway(sandbox):
+    """The sandbox's LLM call goes to the gateway with the gateway key; the provider sees the
+    provider key (and never the gateway key), and the sandbox cannot reach the provider itself."""
     info = wait_for(lambda: (lambda i: i if i.get("report") else None)(
         http(proxy, f"http://{SERVER_IP}:3000/api/stand-in/sandboxes/{sandbox['id']}")[1]), 30)
     report = info["report"]
     assert report["llm"]["ok"] and report["llm"]["status"] == 200, report
-    assert report["probes"][f"http://{LLM_IP}:8000/health"]["ok"]
+    assert report["llm"]["url"] == "http://host.docker.internal:4000/v1/chat/completions", report["llm"]
+    assert not report["probes"][f"http://{LLM_IP}:8000/health"]["ok"], "the sandbox reached the provider directly"
     assert not report["probes"][f"http://{DECOY_IP}:8000/"]["ok"]
-    assert any(r["source"] == SERVER_IP and r["authorization"] == f"Bearer {KEY}" and r["model"] == "openai/fake-model"
-               for r in llm_requests())
+    assert probe(proxy, {"kind": "http", "url": f"http://{LLM_IP}:8000/health"})["ok"], "positive control: the provider is down"
+    seen = llm_requests()
+    assert any(r["source"] == SERVER_IP and r["authorization"] == f"Bearer {KEY}" and r["model"] == "fake-model" for r in seen)
+    assert not any(GATEWAY_KEY in (r["authorization"] or "") for r in seen), "the provider saw the gateway key"
 
 
 def bridge_gateway() -> str:
@@ -180,14 +194,18 @@ def test_sandbox_has_no_ipv6_route_out(sandbox):
     assert not sandbox_probe(sandbox, {"kind": "tcp", "host": DECOY_IP6, "port": 8000})["ok"]
 
 
-def test_sandbox_dns_only_through_the_configured_resolver(sandbox):
-    answer = sandbox_probe(sandbox, {"kind": "dns", "server": LLM_IP, "name": "llm.airlock.test"})
-    assert answer["ok"] and answer["answers"] == [LLM_IP]
+def test_sandbox_resolves_nothing(sandbox):
+    """No DNS leaves a sandbox, not even to the host's configured resolver (no tunnel in
+    query names): the same query from the host is answered."""
+    spec = {"kind": "dns", "server": LLM_IP, "name": "llm.airlock.test"}
+    host_answer = probe(server, spec)
+    assert host_answer["ok"] and host_answer["answers"] == [LLM_IP], "positive control: the resolver does not answer the host"
+    assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox resolved a name through the configured resolver"
 
 
-def test_sandbox_reaches_the_llm(sandbox):
+def test_sandbox_reaches_the_llm_through_the_gateway(sandbox):
     result = sandbox_probe(sandbox, {"kind": "llm"})
-    assert result["ok"] and result["status"] == 200
+    assert result["ok"] and result["status"] == 200, result
 
 
 # ----------------------------------------------------------------------------- inbound
@@ -218,11 +236,12 @@ print(s.recv(1024)[2:].decode())
 def test_settings_seeded_and_key_kept_out_of_sight():
     status, settings = http(proxy, f"http://{SERVER_IP}:3000/api/v1/settings")
     assert status == 200 and settings["agent_settings"]["llm"]["model"] == "openai/fake-model" and settings["llm_api_key_set"]
-    assert settings["agent_settings"]["llm"]["base_url"] == f"http://{LLM_IP}:8000/v1"
+    assert settings["agent_settings"]["llm"]["base_url"] == "http://host.docker.internal:4000/v1"
     assert settings["agent_settings"]["llm"]["api_key"] is None
     assert settings["user_consents_to_analytics"] is False
     env = server.file("/etc/openhands/openhands.env")
-    assert env.mode == 0o600 and env.user == "root" and f"LLM_API_KEY={KEY}" in env.content_string
+    assert env.mode == 0o600 and env.user == "root" and f"LLM_API_KEY={GATEWAY_KEY}" in env.content_string
+    assert KEY not in env.content_string, "the app holds the provider key"
     assert KEY not in server.check_output("ps -eo args")
     assert KEY not in server.file("/etc/systemd/system/openhands-app.service").content_string
     assert server.file("/var/lib/openhands/settings.json").mode == 0o600
@@ -237,14 +256,15 @@ def test_hostname_endpoint_follows_its_address():
     records = "/etc/airlock-test-dns.json"
     try:
         llm.run(f"echo '{{\"llm.airlock.test\": [\"{DECOY_IP}\"]}}' > {records}")
-        assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000})["ok"]
+        assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000}, GATEWAY_USER)["ok"]
         server.check_output("systemctl start airlock-egress-refresh.service")
-        assert probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000})["ok"], "new address not followed"
-        assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 9000})["ok"], "only the endpoint port opens"
+        assert probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000}, GATEWAY_USER)["ok"], "new address not followed"
+        assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000})["ok"], "root reached an LLM endpoint"
+        assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 9000}, GATEWAY_USER)["ok"], "only the endpoint port opens"
     finally:
         llm.run(f"echo '{{\"llm.airlock.test\": [\"{LLM_IP}\"]}}' > {records}")
         server.run("systemctl start airlock-egress-refresh.service")
-    assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000})["ok"], "old address not dropped"
+    assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000}, GATEWAY_USER)["ok"], "old address not dropped"
 
 
 def test_maintenance_window_closed_in_steady_state():
@@ -255,7 +275,8 @@ def test_maintenance_window_closed_in_steady_state():
 def _service_back():
     return (server.run("nft list table inet airlock").rc == 0
             and server.service("openhands-app").is_running
-            and http(proxy, f"http://{SERVER_IP}:3000/alive")[0] == 200)
+            and http(proxy, f"http://{SERVER_IP}:3000/alive")[0] == 200
+            and http(server, "http://127.0.0.1:4000/health/liveliness")[0] == 200)
 
 
 def test_rules_service_and_state_survive_a_docker_restart():
@@ -271,7 +292,7 @@ def test_rules_service_and_state_survive_a_host_restart():
     import subprocess
     subprocess.run(["docker", "restart", "server_tier-server"], check=True, capture_output=True)
     assert wait_for(lambda: server.run("systemctl is-system-running --wait").rc in (0, 1), 90)
-    assert wait_for(_service_back, 120), "service or rules not back after host restart"
+    assert wait_for(_service_back, 180), "service, gateway or rules not back after host restart"
     assert http(proxy, f"http://{SERVER_IP}:3000/api/v1/settings")[1]["llm_api_key_set"]
     assert wait_for(lambda: [["10.213.5.20/32", 8000]] == json.loads(
         server.check_output("airlock-egress-sets --show"))["llm_hosts_v4"], 60), "name-based set not refilled at boot"

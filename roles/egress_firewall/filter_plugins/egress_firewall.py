@@ -118,6 +118,9 @@ def egress_firewall_input_errors(inputs):
         for port in inputs.get(var) or []:
             if not _port_ok(port):
                 errors.append(f"{PREFIX}{var}: {port!r} is not a TCP port")
+    for user in inputs.get("llm_users") or []:
+        if not isinstance(user, str) or not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user) or user == "root":
+            errors.append(f"{PREFIX}llm_users: {user!r} is not an unprivileged system user name")
     for iface in inputs.get("container_interfaces") or []:
         if not isinstance(iface, str) or not IFACE_RE.match(iface):
             errors.append(f"{PREFIX}container_interfaces: {iface!r} is not an interface name (a trailing * is allowed)")

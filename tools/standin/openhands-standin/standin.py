@@ -89,12 +89,22 @@ def probe_http(url: str, headers: dict | None = None, body: bytes | None = None,
         return {"ok": False, "status": None, "error": f"{type(exc).__name__}: {exc}"}
 
 
+def upstream_model_name(model: str) -> str:
+    """The model name a litellm client sends to an OpenAI-compatible base URL: litellm
+    strips the provider prefix (`openai/gpt-4o` is sent as `gpt-4o`, and so is
+    `litellm_proxy/gpt-4o`), as the real agent-server does."""
+    for prefix in ("openai/", "litellm_proxy/"):
+        if model.startswith(prefix):
+            return model[len(prefix):]
+    return model
+
+
 def probe_llm(timeout: float = 5.0) -> dict:
     base = os.environ.get("LLM_BASE_URL", "").rstrip("/")
     if not base:
         return {"ok": False, "status": None, "error": "LLM_BASE_URL is not set"}
     payload = {
-        "model": os.environ.get("LLM_MODEL", ""),
+        "model": upstream_model_name(os.environ.get("LLM_MODEL", "")),
         "messages": [{"role": "user", "content": "stand-in sandbox says hello"}],
     }
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {os.environ.get('LLM_API_KEY', '')}"}

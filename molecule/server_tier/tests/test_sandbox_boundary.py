@@ -1,0 +1,254 @@
+"""The sandbox boundary, attacked from where a prompt-injected agent stands: root inside a
+sandbox container started the way OpenHands starts them (through the Docker socket, on the
+default bridge), with a shell in it (`docker exec`, the agent's terminal).
+
+Each block is asserted beside a positive control: the same probe from a vantage point
+where it must succeed, in the same test, so a block can never be an outage.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import pytest
+import testinfra
+
+SERVER_IP, LLM_IP, DECOY_IP, PROXY_IP = "10.213.5.10", "10.213.5.20", "10.213.5.30", "10.213.5.40"
+PROVIDER_KEY = "sk-airlock-stand-in-test-key"
+GATEWAY_KEY = "sk-airlock-gateway-test-key-0123456789abcdef"
+GATEWAY = "http://host.docker.internal:4000"
+GATEWAY_CONFIG_DIR = "/etc/airlock-llm-gateway"
+REQUEST_LOG = "/var/log/airlock-llm-gateway/requests.jsonl"
+# The stand-in's probe code: shipped to the test hosts, and part of the sandbox image.
+PROBE = ("import sys, json; sys.path[:0] = ['/usr/local/lib/airlock-test', '/opt/standin']; import standin; "
+         "print(json.dumps(standin.run_probe(json.loads(sys.argv[1]))))")
+
+# One HTTP request from inside a container: prints {"status": N, "body": TEXT}; status 0
+# when nothing answered (refused, unreachable, timed out).
+HTTP_SCRIPT = r"""
+import json, sys, urllib.request, urllib.error
+url, method, headers, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+req = urllib.request.Request(url, data=body.encode() if body else None, headers=headers, method=method)
+try:
+    with urllib.request.urlopen(req, timeout=10) as r:
+        print(json.dumps({"status": r.status, "body": r.read(4096).decode("utf-8", "replace")}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "body": e.read(4096).decode("utf-8", "replace")}))
+except Exception as e:
+    print(json.dumps({"status": 0, "body": f"{type(e).__name__}: {e}"}))
+"""
+
+server = testinfra.get_host("docker://server_tier-server")
+decoy = testinfra.get_host("docker://server_tier-decoy")
+proxy = testinfra.get_host("docker://server_tier-proxy")
+llm = testinfra.get_host("docker://server_tier-llm")
+
+
+def wait_for(func, timeout=60, step=1):
+    deadline = time.time() + timeout
+    while True:
+        result = func()
+        if result or time.time() > deadline:
+            return result
+        time.sleep(step)
+
+
+def api(method: str, path: str, body: dict | None = None):
+    """The stand-in app's own API, called from the proxy (the one way in)."""
+    data = f"-H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body))}" if body is not None else ""
+    out = proxy.check_output(f"curl -sS -m 20 -X {method} {data} -w '\\n%{{http_code}}' http://{SERVER_IP}:3000{path}")
+    text, _, code = out.rpartition("\n")
+    return int(code), (json.loads(text) if text else None)
+
+
+def start_sandbox() -> dict:
+    status, info = api("POST", "/api/stand-in/sandboxes", {"probe_urls": []})
+    assert status == 201, info
+    assert wait_for(lambda: server.run(f"docker exec {info['name']} true").rc == 0, 30), "sandbox never started"
+    return info
+
+
+def in_sandbox(info: dict, command: str):
+    return server.run(f"docker exec {info['name']} {command}")
+
+
+def sandbox_http(info, url, method="GET", headers=None, body=None) -> dict:
+    args = " ".join(shlex.quote(a) for a in (url, method, json.dumps(headers or {}), json.dumps(body) if body is not None else ""))
+    out = in_sandbox(info, f"python3 -c {shlex.quote(HTTP_SCRIPT)} {args}")
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def sandbox_probe(info, spec) -> dict:
+    out = in_sandbox(info, f"python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}")
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def host_probe(spec, user=None) -> dict:
+    prefix = f"runuser -u {user} -- " if user else ""
+    return json.loads(server.check_output(f"{prefix}python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}"))
+
+
+def chat(info, key=GATEWAY_KEY, model="fake-model", path="/v1/chat/completions", **extra) -> dict:
+    body = {"model": model, "messages": [{"role": "user", "content": "boundary test"}], **extra}
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    return sandbox_http(info, f"{GATEWAY}{path}", "POST", headers, body)
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    info = start_sandbox()
+    yield info
+    api("DELETE", f"/api/stand-in/sandboxes/{info['id']}")
+
+
+@pytest.fixture(scope="module")
+def other_sandbox():
+    info = start_sandbox()
+    yield info
+    api("DELETE", f"/api/stand-in/sandboxes/{info['id']}")
+
+
+# ------------------------------------------------------------------------- the gateway
+def test_gateway_answers_the_gateway_key_only(sandbox):
+    ok = chat(sandbox)
+    assert ok["status"] == 200 and "fake LLM" in ok["body"], f"positive control: {ok}"
+    assert chat(sandbox, key="sk-not-a-gateway-key-000000000000000")["status"] == 401
+    assert chat(sandbox, key=PROVIDER_KEY)["status"] == 401, "the provider key opens the gateway"
+    assert sandbox_http(sandbox, f"{GATEWAY}/v1/chat/completions", "POST", {"Content-Type": "application/json"},
+                        {"model": "fake-model", "messages": []})["status"] == 401
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/key/info"), ("POST", "/key/generate"), ("GET", "/model/info"), ("GET", "/config/yaml"),
+    ("POST", "/config/update"), ("GET", "/health"), ("GET", "/global/spend"), ("POST", "/model/new"),
+    ("GET", "/routes"), ("GET", "/"), ("POST", "/v1/embeddings"),
+])
+def test_gateway_serves_inference_routes_only(sandbox, method, path):
+    assert sandbox_http(sandbox, f"{GATEWAY}/v1/models", headers={"Authorization": f"Bearer {GATEWAY_KEY}"})["status"] == 200
+    answer = sandbox_http(sandbox, f"{GATEWAY}{path}", method,
+                          {"Authorization": f"Bearer {GATEWAY_KEY}", "Content-Type": "application/json"},
+                          {} if method == "POST" else None)
+    assert answer["status"] in (403, 404, 405), f"{method} {path} answered {answer}"
+
+
+def test_gateway_serves_the_configured_model_only(sandbox):
+    assert chat(sandbox)["status"] == 200
+    assert chat(sandbox, model="gpt-4o")["status"] == 400
+    listed = json.loads(sandbox_http(sandbox, f"{GATEWAY}/v1/models", headers={"Authorization": f"Bearer {GATEWAY_KEY}"})["body"])
+    assert [m["id"] for m in listed["data"]] == ["fake-model"]
+
+
+def test_gateway_ignores_a_request_that_names_its_own_upstream(sandbox):
+    """A request body may not redirect the gateway (api_base) or bring a key of its own: the
+    agent's own account on the approved endpoint is not the approved account."""
+    llm.check_output("curl -s -X DELETE http://127.0.0.1:8000/_requests")
+    assert chat(sandbox)["status"] == 200
+    assert len(json.loads(llm.check_output("curl -s http://127.0.0.1:8000/_requests"))) == 1, "positive control"
+    for extra in ({"api_base": f"http://{DECOY_IP}:8000/v1"}, {"base_url": f"http://{DECOY_IP}:8000/v1"},
+                  {"api_key": "sk-attacker-own-account-key"},
+                  {"extra_headers": {"Authorization": "Bearer sk-attacker-own-account-key"}}):
+        assert chat(sandbox, **extra)["status"] != 200, f"the gateway followed {extra}"
+    assert len(json.loads(llm.check_output("curl -s http://127.0.0.1:8000/_requests"))) == 1
+
+
+def test_gateway_logs_every_request(sandbox):
+    before = int(server.check_output(f"wc -l < {REQUEST_LOG}") or 0)
+    assert chat(sandbox)["status"] == 200
+    assert chat(sandbox, model="gpt-4o")["status"] == 400
+
+    def new_lines():
+        lines = server.check_output(f"cat {REQUEST_LOG}").splitlines()[before:]
+        return [json.loads(line) for line in lines] if len(lines) >= 2 else None
+    records = wait_for(new_lines, 20)
+    assert records, "no request log lines"
+    ok = next(r for r in records if r["status"] == 200)
+    assert ok["key_alias"] == "openhands" and ok["model"] == "fake-model"
+    assert ok["prompt_tokens"] > 0 and ok["completion_tokens"] > 0 and ok["latency_ms"] >= 0 and ok["time"]
+    assert any(r["status"] == 400 and r["key_alias"] == "openhands" for r in records), records
+    log = server.file(REQUEST_LOG)
+    assert log.user == "airlock-llm" and log.mode & 0o007 == 0
+    assert PROVIDER_KEY not in log.content_string and GATEWAY_KEY not in log.content_string
+
+
+def test_gateway_reached_from_containers_only(sandbox):
+    assert sandbox_http(sandbox, f"{GATEWAY}/health/liveliness")["status"] == 200, "positive control"
+    for outsider in (decoy, proxy):
+        assert outsider.run(f"curl -s -m 4 -o /dev/null http://{SERVER_IP}:4000/health/liveliness").rc != 0
+
+
+def test_gateway_runs_unprivileged_and_hardened():
+    unit = "airlock-llm-gateway.service"
+    assert server.service(unit).is_running and server.service(unit).is_enabled
+    props = dict(line.split("=", 1) for line in server.check_output(
+        f"systemctl show {unit} -p User -p NoNewPrivileges -p ProtectSystem -p CapabilityBoundingSet").splitlines())
+    assert props["User"] == "airlock-llm" and props["NoNewPrivileges"] == "yes" and props["ProtectSystem"] == "strict"
+    pid = server.check_output(f"systemctl show -p MainPID --value {unit}")
+    assert server.check_output(f"ps -o user= -p {pid}").strip() == "airlock-llm"
+    secrets = server.file(f"{GATEWAY_CONFIG_DIR}/secrets.env")
+    assert secrets.user == "root" and secrets.mode == 0o600
+    assert server.run(f"runuser -u airlock-llm -- cat {GATEWAY_CONFIG_DIR}/secrets.env").rc != 0
+    assert server.run(f"runuser -u airlock-llm -- touch {GATEWAY_CONFIG_DIR}/config.yaml").rc != 0
+
+
+# ------------------------------------------------------------------------- the provider key
+def test_provider_key_is_held_by_the_gateway_alone(sandbox):
+    """Look for the provider key everywhere an agent or the app could read it: every
+    container's configuration, environment and process environments, the app's state, the
+    host's configuration, state and logs, the journal. The gateway's own secrets are the
+    positive control: the same search finds the key there."""
+    pattern = shlex.quote(PROVIDER_KEY)
+    found = server.run(f"grep -rlF {pattern} {GATEWAY_CONFIG_DIR}")
+    assert found.stdout.split() == [f"{GATEWAY_CONFIG_DIR}/secrets.env"], "positive control: the search does not find the key"
+    gw_pid = server.check_output("systemctl show -p MainPID --value airlock-llm-gateway.service")
+    assert server.run(f"grep -c -aF {pattern} /proc/{gw_pid}/environ").rc == 0, "positive control: the gateway lacks the key"
+
+    containers = server.check_output("docker ps -q").split()
+    assert len(containers) >= 2, "expected the app and at least one sandbox"
+    for cid in containers:
+        inspect = server.check_output(f"docker inspect {cid}")
+        assert PROVIDER_KEY not in inspect, f"container {cid} is configured with the provider key"
+        environ = server.run(f"docker exec {cid} sh -c 'cat /proc/[0-9]*/environ 2>/dev/null' | tr '\\0' '\\n'")
+        assert environ.stdout and PROVIDER_KEY not in environ.stdout, f"a process in container {cid} holds the provider key"
+    sandbox_search = in_sandbox(sandbox, f"grep -rlsF {pattern} /etc /root /tmp /var /home /opt /.openhands")
+    assert sandbox_search.stdout.strip() == "", sandbox_search.stdout
+
+    places = "/etc /var/lib/openhands /var/lib/docker/containers /var/log /run /tmp /var/tmp /root /home /opt /usr/local"
+    leaks = server.run(f"grep -rlsF {pattern} {places}").stdout.split()
+    assert [p for p in leaks if not p.startswith(GATEWAY_CONFIG_DIR + "/")] == [], leaks
+    assert PROVIDER_KEY not in server.check_output("journalctl --no-pager -o cat -q"), "the provider key is in the journal"
+
+
+# ------------------------------------------------------------------------- the network
+def test_sandbox_cannot_reach_another_sandbox_directly(sandbox, other_sandbox):
+    other_ip = server.check_output(
+        "docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' " + other_sandbox["name"]).strip()
+    spec = {"kind": "tcp", "host": other_ip, "port": 8000}
+    assert host_probe(spec)["ok"], "positive control: the other sandbox does not answer the host"
+    assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox reached another sandbox's agent server"
+
+
+def test_sandbox_cannot_reach_the_provider_or_anything_else(sandbox):
+    spec = {"kind": "tcp", "host": LLM_IP, "port": 8000}
+    assert host_probe(spec, user="airlock-llm")["ok"], "positive control: the gateway's user reaches the provider"
+    assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox reached the provider directly"
+    resolver = {"kind": "dns", "server": LLM_IP, "name": "llm.airlock.test"}
+    assert host_probe(resolver)["ok"], "positive control: the resolver answers the host"
+    assert not sandbox_probe(sandbox, resolver)["ok"], "a sandbox reached the resolver"
+
+
+def test_maintenance_window_is_open_to_the_host_only(sandbox):
+    """While a maintenance window is open (as during every site.yml run), the host reaches
+    the window's destination and a sandbox, probing again and again, never does."""
+    spec = {"kind": "tcp", "host": DECOY_IP, "port": 9000}
+    assert not host_probe(spec)["ok"], "the window is open before the test opened it"
+    server.check_output("airlock-egress-sets --open test-mirror")
+    try:
+        for _ in range(5):
+            assert host_probe(spec)["ok"], "positive control: the open window does not let the host through"
+            assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox went through the maintenance window"
+    finally:
+        server.check_output("airlock-egress-sets --close")
+    assert not host_probe(spec)["ok"], "the window did not close"
