@@ -14,7 +14,12 @@ variables in tools/realserver/lab-pypi.yml, and removes it at the end:
 
 To check a lab that is already up with the real server instead (e.g. `make lab` deployed
 that way), set AIRLOCK_REAL_OPENHANDS_LAB=existing and the lab's AIRLOCK_LAB_NAME /
-AIRLOCK_LAB_HTTPS_PORT if they are not the defaults; that lab is left as it is.
+AIRLOCK_LAB_HTTPS_PORT if they are not the defaults (and AIRLOCK_PUBLIC_URL if the lab's
+public URL is not https://localhost:<that port>); that lab is left as it is.
+
+Sandbox URLs: OpenHands hands the browser one URL per sandbox port, built from the
+sandbox URL pattern, and calls its sandboxes through the same URLs. Every one must be the
+public URL plus /runtime/<host port> and answer through the proxy with the login only.
 
 Steps share one lab and run in file order; a failed step skips the rest (conftest.py).
 """
@@ -33,6 +38,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "realserver"))
 import ohapi  # noqa: E402
+import proxyurls  # noqa: E402
 
 EXISTING = os.environ.get("AIRLOCK_REAL_OPENHANDS_LAB") == "existing"
 if EXISTING:
@@ -46,6 +52,8 @@ NET = LAB.get("AIRLOCK_LAB_NET", "10.213")
 PREFIX = f"airlock-{NAME}"
 HOST = f"{PREFIX}-openhands"
 URL = f"https://127.0.0.1:{LAB.get('AIRLOCK_LAB_HTTPS_PORT', '8443')}"
+# airlock_public_url of the lab inventory: what every sandbox URL must start with.
+PUBLIC = os.environ.get("AIRLOCK_PUBLIC_URL", f"https://localhost:{LAB.get('AIRLOCK_LAB_HTTPS_PORT', '8443')}")
 SECRETS = ROOT / f".{NAME}"
 ARCHIVE = ROOT / ".cache" / "images" / "openhands-pypi.tar"
 EXTRA_VARS = "@tools/realserver/lab-pypi.yml"
@@ -151,6 +159,37 @@ def test_health_through_the_proxy_with_login():
     assert status == 200, (status, config)
 
 
+def test_the_server_hands_out_the_proxys_sandbox_urls_and_reaches_them():
+    """The server runs with the proxy's pattern under the name 1.11.0 reads, its own
+    configuration loader yields that pattern, and the server can call the URL it will hand
+    out (1.11.0 starts and drives every sandbox through it): from inside the server's
+    container, with the server's own HTTP client, a /runtime/ URL is answered by the proxy
+    without a login (an internal caller)."""
+    pattern = f"{PUBLIC}/runtime/{{port}}"
+    env = json.loads(on_host("docker", "inspect", "-f", "{{ json .Config.Env }}", "openhands-app").stdout)
+    assert f"SANDBOX_CONTAINER_URL_PATTERN={pattern}" in env, [e for e in env if "PATTERN" in e]
+    read = on_host("docker", "exec", "openhands-app", "python", "-c",
+                   "from openhands.app_server.config import config_from_env; "
+                   "print(config_from_env().sandbox.container_url_pattern)").stdout.strip().splitlines()[-1]
+    assert read == pattern, f"the server reads the pattern {read!r}, not {pattern!r}"
+    probe = on_host("docker", "exec", "openhands-app", "python", "-c", f"""
+import httpx
+from openhands.app_server.utils.docker_utils import replace_localhost_hostname_for_docker as internal
+url = internal({PUBLIC!r} + "/runtime/32768/health")
+try:
+    print(url, httpx.get(url, timeout=15).status_code)
+except Exception as exc:
+    print(url, type(exc).__name__, exc)
+""", check=False).stdout.strip()
+    STATE["server_to_public_url"] = probe
+    answer = (probe.split(" ", 1) + [""])[1].split() or ["nothing"]
+    assert answer[0].isdigit() and answer[0] != "401", (
+        f"the server cannot call the sandbox URLs it hands out: {probe}. OpenHands 1.11.0 starts and drives "
+        f"its sandboxes through them, so no conversation can start. The public URL must be reachable from "
+        f"the server's container with a certificate it trusts, and the proxy must let the server in without "
+        f"a login (docs/real-openhands.md, 'Sandbox URLs').")
+
+
 def test_the_role_configured_the_llm_in_the_settings_store():
     settings = api().ok("GET", "/api/v1/settings")
     llm = settings["agent_settings"]["llm"]
@@ -245,6 +284,68 @@ def test_a_conversation_through_the_proxy_calls_the_llm_from_a_sandbox():
     # The app server recorded the conversation, with the fake reply, from the sandbox's callbacks.
     texts = ohapi.agent_texts(client.events(conv_id))
     assert any(FAKE_REPLY in t for t in texts), texts
+
+
+def test_every_url_handed_out_is_the_proxys_and_needs_the_login():
+    """What a browser is handed for the conversation: the conversation URL and the
+    sandbox's URLs (agent server, VS Code, workers), each the public URL plus
+    /runtime/<host port>. Through the proxy with the login the events websocket streams,
+    a worker port answers once something listens on it in the sandbox and a file comes
+    down from the agent server; VS Code answers where the image has it (the PyPI build has
+    none, and 1.11.0 starts it without a base path: docs/user-guide.md). Without the
+    login, each answers 401."""
+    client, sandbox, login_ = api(), STATE["sandbox"], login()
+    conv = client.conversation(STATE["conversation"])
+    info = client.ok("GET", "/api/v1/sandboxes", query={"id": [conv["sandbox_id"]]})[0]
+    ports = json.loads(on_host("docker", "inspect", "-f", "{{ json .NetworkSettings.Ports }}", sandbox).stdout)
+    host_ports = {int(k.split("/")[0]): int(v[0]["HostPort"]) for k, v in ports.items() if v}
+    urls = {u["name"]: u for u in info["exposed_urls"] or []}
+    STATE["handed_out"] = {"conversation_url": conv["conversation_url"],
+                           **{n: u["url"].split("?")[0] for n, u in urls.items()}}
+    assert set(urls) == {"AGENT_SERVER", "VSCODE", "WORKER_1", "WORKER_2"}, info
+    for exposed in urls.values():
+        proxyurls.check_prefix(exposed["url"], PUBLIC, host_ports[exposed["port"]])
+    agent = urls["AGENT_SERVER"]["url"]
+    conv_hex = conv["id"].replace("-", "")
+    assert conv["conversation_url"] == f"{agent}/api/conversations/{conv_hex}", conv["conversation_url"]
+
+    def proxied(url: str) -> str:
+        return proxyurls.via_proxy(url, PUBLIC, URL)
+
+    # The events websocket, as the UI opens it.
+    events = proxied(f"{agent}/sockets/events/{conv_hex}?resend_mode=all&session_api_key={conv['session_api_key']}")
+    received = proxyurls.ws_messages(events, login_, want=3)
+    STATE["events_websocket_messages"] = len(received)
+    assert received and all(json.loads(m).get("id") for m in received), received[:2]
+    assert proxyurls.refused(lambda: proxyurls.ws_status(events)) == 401
+
+    # A worker port, once the agent (here: we) starts something on it in the sandbox.
+    on_host("docker", "exec", "-d", "-u", "openhands", sandbox, "python3", "-m", "http.server", "8011", "-d", "/workspace")
+    worker = proxied(urls["WORKER_1"]["url"] + "/")
+    deadline, status = time.monotonic() + 60, 0
+    while time.monotonic() < deadline:
+        status, _ = proxyurls.http(worker, login_)
+        if status == 200:
+            break
+        time.sleep(2)
+    assert status == 200, f"worker port through the proxy: {status}"
+    assert proxyurls.refused(lambda: proxyurls.http(worker)[0]) == 401
+
+    # A file from the workspace through the agent server (what works instead of VS Code).
+    in_sandbox(sandbox, "sh", "-c", "echo airlock-file > /workspace/project/airlock.txt", check=True)
+    download = proxied(f"{agent}/api/file/download?path=/workspace/project/airlock.txt")
+    session = {"X-Session-API-Key": conv["session_api_key"]}
+    assert proxyurls.http(download, login_, session) == (200, b"airlock-file\n")
+    assert proxyurls.refused(lambda: proxyurls.http(download, None, session)[0]) == 401
+
+    # VS Code: the URL carries the session token; it needs the login like everything else.
+    vscode = proxied(urls["VSCODE"]["url"])
+    assert f"tkn={conv['session_api_key']}" in vscode, vscode
+    has_vscode = in_sandbox(sandbox, "test", "-x", "/openhands/.openvscode-server/bin/openvscode-server").returncode == 0
+    status, _ = proxyurls.http(vscode, login_)
+    STATE["vscode"] = {"in_image": has_vscode, "status_with_login": status}
+    assert status == 200 if has_vscode else status == 502, STATE["vscode"]
+    assert proxyurls.refused(lambda: proxyurls.http(vscode)[0]) == 401
 
 
 def test_the_sandbox_cannot_reach_the_decoy():
