@@ -51,6 +51,8 @@ CASES = [
     ("openhands", {"openhands_image_tag": "latest"}, "openhands_image_tag"),
     ("openhands", {"openhands_image_source": "ftp"}, "openhands_image_source"),
     ("openhands", {"openhands_bridge_gateway": "docker0"}, "openhands_bridge_gateway"),
+    ("openhands", {"openhands_app_shield_paths": ["/"]}, "openhands_app_shield_paths"),
+    ("egress_firewall", {"egress_firewall_llm_users": ["root"]}, "egress_firewall_llm_users"),
     ("egress_firewall", {"egress_firewall_container_callback_ports": [70000]}, "egress_firewall_container_callback_ports"),
 ]
 
@@ -138,8 +140,12 @@ def test_openhands_filter_never_sees_the_key_and_checks_pattern():
           "bind_address": "10.0.0.5", "sandbox_url_pattern": "https://proxy.example/runtime/{port}",
           "image_repository": "docker.openhands.dev/openhands/openhands", "image_tag": "1.11.0",
           "agent_server_image_repository": "ghcr.io/openhands/agent-server", "agent_server_image_tag": "1.34.0-python",
-          "image_source": "registry", "extra_env": {}}
+          "image_source": "registry", "extra_env": {}, "app_shield_paths": ["/api/v1/webhooks/"]}
     assert OPENHANDS.openhands_input_errors(ok) == []
+    for paths, fragment in (([], None), (["/"], "would open the whole API"), (["/api/v1/webhooks"], "path prefixes"),
+                            (["/api/../"], "path prefixes"), ("/api/", "path prefixes")):
+        errors = OPENHANDS.openhands_input_errors(dict(ok, app_shield_paths=paths))
+        assert (not errors) if fragment is None else any(fragment in e and "openhands_app_shield_paths" in e for e in errors)
     bad = dict(ok, sandbox_url_pattern="https://proxy.example/runtime/")
     assert any("openhands_sandbox_url_pattern" in e for e in OPENHANDS.openhands_input_errors(bad))
     assert OPENHANDS.openhands_input_errors(dict(ok, bridge_gateway="172.17.0.1")) == []

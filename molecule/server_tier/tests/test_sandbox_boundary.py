@@ -86,6 +86,27 @@ def sandbox_probe(info, spec) -> dict:
     return json.loads(out.stdout)
 
 
+RAW_SCRIPT = r"""
+import http.client, json, sys
+host, port, method, path, body = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+try:
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request(method, path, body=body or None, headers={"Content-Type": "application/json"} if body else {})
+    resp = conn.getresponse()
+    print(json.dumps({"status": resp.status, "body": resp.read(2048).decode("utf-8", "replace")}))
+except Exception as e:
+    print(json.dumps({"status": 0, "body": f"{type(e).__name__}: {e}"}))
+"""
+
+
+def sandbox_raw(info, host, port, method, path, body=None) -> dict:
+    """A request whose path is sent exactly as given (no client-side normalization)."""
+    args = " ".join(shlex.quote(str(a)) for a in (host, port, method, path, json.dumps(body) if body is not None else ""))
+    out = in_sandbox(info, f"python3 -c {shlex.quote(RAW_SCRIPT)} {args}")
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def host_probe(spec, user=None) -> dict:
     prefix = f"runuser -u {user} -- " if user else ""
     return json.loads(server.check_output(f"{prefix}python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}"))
@@ -252,3 +273,38 @@ def test_maintenance_window_is_open_to_the_host_only(sandbox):
     finally:
         server.check_output("airlock-egress-sets --close")
     assert not host_probe(spec)["ok"], "the window did not close"
+
+
+# ------------------------------------------------------------------------- the app shield
+APP = "host.docker.internal"
+
+
+def test_sandbox_reaches_the_app_through_the_shield_only(sandbox):
+    """The app's API (settings, conversations, secrets) answers the proxy; a sandbox gets its
+    webhook routes and a 403 for the rest, and cannot go around the shield to the app's
+    published address."""
+    assert api("GET", "/api/v1/settings")[0] == 200, "positive control: the app does not answer the proxy"
+    hook = sandbox_raw(sandbox, APP, 3000, "POST", "/api/v1/webhooks/events", {"kind": "boundary-test"})
+    assert hook["status"] in (200, 201, 204), f"positive control: the shield refused the webhook route: {hook}"
+    for method, path in (("GET", "/api/v1/settings"), ("GET", "/api/v1/app-conversations/search"),
+                         ("GET", "/api/v1/webhooks/../settings"), ("GET", "/api/v1/webhooks/%2e%2e/settings"),
+                         ("GET", "/api/v1/webhooks/..%2fsettings"), ("GET", "//api/v1/settings"),
+                         ("GET", "/server_info"), ("GET", "/mcp/mcp")):
+        answer = sandbox_raw(sandbox, APP, 3000, method, path)
+        assert answer["status"] == 403, f"{method} {path} from a sandbox answered {answer}"
+
+
+def test_sandbox_cannot_rewrite_the_llm_settings(sandbox):
+    before = api("GET", "/api/v1/settings")[1]["agent_settings"]["llm"]
+    evil = {"agent_settings_diff": {"llm": {"base_url": f"http://{DECOY_IP}:8000/v1", "model": "openai/intruder"}}}
+    assert sandbox_raw(sandbox, APP, 3000, "POST", "/api/v1/settings", evil)["status"] == 403
+    assert api("GET", "/api/v1/settings")[1]["agent_settings"]["llm"] == before
+
+
+def test_sandbox_cannot_go_around_the_shield(sandbox):
+    spec = {"kind": "tcp", "host": SERVER_IP, "port": 3000}
+    assert json.loads(proxy.check_output(f"python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}"))["ok"], \
+        "positive control: the app's published address does not answer the proxy"
+    assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox reached the app's published address directly"
+    gateway = {"kind": "tcp", "host": SERVER_IP, "port": 4000}
+    assert not sandbox_probe(sandbox, gateway)["ok"], "a sandbox reached the LLM gateway on the host's private address"

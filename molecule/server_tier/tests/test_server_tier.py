@@ -247,9 +247,11 @@ def test_settings_seeded_and_key_kept_out_of_sight():
     assert server.file("/var/lib/openhands/settings.json").mode == 0o600
 
 
-def test_app_published_on_the_private_address_and_the_bridge_gateway_only():
+def test_app_published_on_the_private_address_only_and_shielded_on_the_bridge_gateway():
     ports = server.check_output("docker port openhands-app 3000/tcp")
-    assert sorted(ports.split()) == sorted([f"{SERVER_IP}:3000", f"{bridge_gateway()}:3000"])
+    assert ports.split() == [f"{SERVER_IP}:3000"]
+    assert server.service("airlock-app-shield").is_running and server.service("airlock-app-shield").is_enabled
+    assert server.socket(f"tcp://{bridge_gateway()}:3000").is_listening
 
 
 def test_hostname_endpoint_follows_its_address():

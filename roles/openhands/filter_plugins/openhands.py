@@ -67,6 +67,11 @@ def openhands_input_errors(inputs):
         for var in ("image_archive", "agent_server_image_archive"):
             if not inputs.get(var):
                 errors.append(f"{PREFIX}{var} is empty but {PREFIX}image_source is archive")
+    paths = inputs.get("app_shield_paths")
+    if isinstance(paths, list) and "/" in paths:
+        errors.append(f"{PREFIX}app_shield_paths must not contain /: that would open the whole API to containers")
+    elif not isinstance(paths, list) or not all(isinstance(p, str) and re.match(r"^/[A-Za-z0-9_-][A-Za-z0-9/_-]*/$", p) for p in paths):
+        errors.append(f"{PREFIX}app_shield_paths must be a list of path prefixes such as /api/v1/webhooks/ (got {paths!r})")
     for var in ("extra_env", "agent_server_env"):
         for name, value in (inputs.get(var) or {}).items():
             if not ENV_RE.match(str(name)) or any(c in str(value) for c in "\r\n"):
