@@ -22,6 +22,9 @@ What is measured, and how:
   login      CPU time per password verification with the proxy's own crypt(3) (the libcrypt
              nginx's auth_basic calls), for every scheme nginx_proxy supports, at the role's
              default rounds/cost.
+  gateway    chat completions straight to the fake LLM (as the gateway's user, on the server) and the
+             same request through the LLM gateway from a sandbox container, in interleaved batches:
+             p50/p99 of each, the added latency and the ratio; the gateway's RSS idle and after the load.
   alerts     ban -> alert: `fail2ban-client set <jail> banip <TEST-NET address>` on the proxy
              until the alert is in the log sink; dropped egress -> alert: a connection from the
              server to the lab's decoy until the alert is in the server's log sink.
@@ -444,6 +447,281 @@ def bench_login(lab: Lab, batches: int, smoke: bool) -> dict:
             "settings": {c[0]: c[1] for c in cfg}}
 
 
+# --------------------------------------------------------------------------- LLM gateway overhead
+GATEWAY_UNIT = "airlock-llm-gateway.service"
+GATEWAY_USER = "airlock-llm"
+GATEWAY_PORT = 4000
+FAKE_LLM_PORT = 8000
+OPENHANDS_ENV = "/etc/openhands/openhands.env"
+MODES = ("plain", "stream")
+
+# One batch of chat completions from one client, timed request by request. Run by python3
+# reading this program on stdin, with the configuration (URL, key, counts) appended as a
+# literal: the key is never on a command line (those of docker exec and runuser are logged).
+LLM_SCRIPT = r"""
+import http.client, json, socket, time
+from urllib.parse import urlsplit
+
+# The fake LLM writes an answer's headers and body separately: on a keep-alive connection
+# Nagle's algorithm then holds the body until the client's delayed ACK. A quick ACK keeps
+# that stand-in artifact out of the client's own timings.
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+def main(cfg):
+    u = urlsplit(cfg["url"])
+    path = u.path.rstrip("/") + "/chat/completions"
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer " + cfg["key"]}
+    body = {"model": cfg["model"], "max_tokens": 16,
+            "messages": [{"role": "user", "content": "airlock benchmark: say hello."}]}
+    out = {"plain": [], "stream": [], "stream_first": [], "errors": [], "stopped_early": False}
+    state = {"conn": None}
+
+    def one(stream):
+        data = json.dumps(dict(body, stream=stream)).encode()
+        for attempt in (0, 1):  # a keep-alive connection the server closed is opened again, once
+            if state["conn"] is None:
+                state["conn"] = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=cfg["timeout"])
+            conn = state["conn"]
+            t0 = time.perf_counter()
+            first = None
+            try:
+                conn.request("POST", path, data, headers)
+                if QUICKACK is not None and conn.sock is not None:
+                    conn.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+                r = conn.getresponse()
+                if stream and r.status == 200:
+                    chunks = []
+                    while True:
+                        line = r.readline()
+                        if not line:
+                            break
+                        if first is None and line.startswith(b"data:"):
+                            first = time.perf_counter()
+                        chunks.append(line)
+                    payload = b"".join(chunks)
+                else:
+                    payload = r.read()
+                t1 = time.perf_counter()
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                state["conn"] = None
+                if attempt:
+                    return None, None, "%s: %s" % (type(e).__name__, e)
+                continue
+            if r.will_close:
+                conn.close()
+                state["conn"] = None
+            if r.status != 200:
+                return None, None, "HTTP %d: %s" % (r.status, payload[:200].decode(errors="replace"))
+            if stream:
+                ok = b"data: [DONE]" in payload
+            else:
+                try:
+                    ok = bool(json.loads(payload)["choices"][0]["message"]["content"])
+                except (ValueError, KeyError, IndexError, TypeError):
+                    ok = False
+            if not ok:
+                return None, None, "incomplete answer: %s" % payload[:200].decode(errors="replace")
+            return (t1 - t0) * 1000, (first - t0) * 1000 if first else None, None
+        return None, None, "unreachable"
+
+    for i in range(cfg["warmup"]):
+        for mode in ("plain", "stream"):
+            one(mode == "stream")
+    deadline = time.monotonic() + cfg["max_seconds"]
+    for i in range(cfg["n"]):
+        if time.monotonic() > deadline:
+            out["stopped_early"] = True
+            break
+        for mode in (("plain", "stream") if i % 2 == 0 else ("stream", "plain")):
+            ms, first, err = one(mode == "stream")
+            if err:
+                out["errors"].append(mode + ": " + err)
+            else:
+                out[mode].append(ms)
+                if mode == "stream" and first is not None:
+                    out["stream_first"].append(first)
+    print(json.dumps(out))
+"""
+
+# RSS of the gateway's processes: the unit's MainPID and all its descendants (and, where
+# the cgroup has it, the unit's memory.current). Run by root on the host.
+RSS_SCRIPT = r"""
+import json, os, subprocess
+main = int(subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", "%s"], capture_output=True,
+                          text=True).stdout.strip() or 0)
+current = subprocess.run(["systemctl", "show", "-p", "MemoryCurrent", "--value", "%s"], capture_output=True,
+                         text=True).stdout.strip()
+children = {}
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            with open("/proc/%%s/stat" %% p) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(p))
+pids, todo = [], [main] if main else []
+while todo:
+    p = todo.pop()
+    pids.append(p)
+    todo += children.get(p, [])
+rss = pss = 0
+for p in pids:
+    try:
+        with open("/proc/%%d/status" %% p) as f:
+            rss += int(next(x for x in f if x.startswith("VmRSS:")).split()[1])
+        with open("/proc/%%d/smaps_rollup" %% p) as f:
+            pss += int(next(x for x in f if x.startswith("Pss:")).split()[1])
+    except (OSError, StopIteration, ValueError):
+        pass
+print(json.dumps({"main_pid": main, "pids": len(pids), "rss_kib": rss, "pss_kib": pss,
+                  "memory_current": int(current) if current.isdigit() else None}))
+""" % (GATEWAY_UNIT, GATEWAY_UNIT)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between the closest ranks (numpy's default)."""
+    if not values:
+        return None
+    v = sorted(values)
+    k = (len(v) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def gateway_rss(lab: Lab) -> dict:
+    return json.loads(docker("exec", "-i", lab.container("openhands"), "python3", "-", input_=RSS_SCRIPT))
+
+
+def llm_batch(argv: list[str], cfg: dict, secrets: list[str]) -> dict:
+    """One timed batch: LLM_SCRIPT on stdin, with its configuration (and key) appended."""
+    program = LLM_SCRIPT + f"\nmain(json.loads({json.dumps(cfg)!r}))\n"
+    limit = int(cfg["max_seconds"] + cfg["timeout"] * 4 + 120)  # the client stops itself long before
+    try:
+        res = run(argv, check=False, input=program, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return {"plain": [], "stream": [], "stream_first": [], "errors": [f"client still running after {limit} s"],
+                "stopped_early": True}
+    text = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+    for s in secrets:  # whatever a server or the client printed, never a key in the results
+        text = text.replace(s, "<key>")
+    if res.returncode != 0 or not text.startswith("{"):
+        err = (res.stdout + res.stderr)[-600:]
+        for s in secrets:
+            err = err.replace(s, "<key>")
+        return {"plain": [], "stream": [], "stream_first": [], "errors": [f"client exited {res.returncode}: {err}"],
+                "stopped_early": True}
+    return json.loads(text)
+
+
+def bench_gateway(lab: Lab, rounds: int, n: int, warmup: int) -> dict:
+    """Chat completions straight to the fake LLM (as the gateway's user, on the host) against
+    the same request through the gateway (from a sandbox container), in interleaved batches;
+    and the gateway's memory, idle and after each round of load."""
+    host = lab.container("openhands")
+    if docker("exec", host, "systemctl", "is-active", GATEWAY_UNIT, check=False).strip() != "active":
+        return {"skipped": f"{GATEWAY_UNIT} is not active on the server (llm_gateway role not applied)"}
+    secrets_dir = ROOT / f".{lab.name}"
+    try:
+        provider_key = (secrets_dir / "llm-api-key").read_text().strip()
+        gateway_key = (secrets_dir / "llm-gateway-key").read_text().strip()
+    except OSError as e:
+        return {"skipped": f"the lab's LLM keys are not readable ({e.strerror}: {e.filename})"}
+    import yaml
+    lab_vars = yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / "all" / "lab.yml").read_text())
+    airlock_vars = yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / "all" / "airlock.yml").read_text())
+    model = airlock_vars["airlock_llm_model"].split("/", 1)[-1]  # the name the gateway serves it under
+    direct_url = f"http://llm.{lab_vars['lab_domain']}:{FAKE_LLM_PORT}/v1"
+    gateway_url = f"http://host.docker.internal:{GATEWAY_PORT}/v1"
+    env = docker("exec", host, "sh", "-c", f"grep -E '^AGENT_SERVER_IMAGE_(REPOSITORY|TAG)=' {OPENHANDS_ENV}")
+    image = dict(line.split("=", 1) for line in env.split())
+    sandbox_image = f"{image['AGENT_SERVER_IMAGE_REPOSITORY']}:{image['AGENT_SERVER_IMAGE_TAG']}"
+    max_seconds = 60.0
+    sides = {
+        # The gateway's user is the only one the firewall lets reach the LLM endpoint.
+        "direct": (["docker", "exec", "-i", "-w", "/tmp", host, "runuser", "-u", GATEWAY_USER, "--", "python3", "-"],
+                   {"url": direct_url, "key": provider_key}),
+        # A sandbox, started as OpenHands starts them: the agent's own path to the gateway.
+        "gateway": (["docker", "exec", "-i", host, "docker", "run", "--rm", "-i", "--add-host",
+                     "host.docker.internal:host-gateway", sandbox_image, "python3", "-"],
+                    {"url": gateway_url, "key": gateway_key}),
+    }
+    out: dict = {"rounds": [], "n": n, "warmup": warmup, "direct_url": direct_url, "gateway_url": gateway_url,
+                 "client_direct": f"runuser -u {GATEWAY_USER} on the server",
+                 "client_gateway": f"sandbox container ({sandbox_image})",
+                 "model": model, "max_seconds_per_batch": max_seconds}
+    time.sleep(2)
+    out["rss_idle"] = gateway_rss(lab)
+    log(f"  gateway idle: {out['rss_idle']['rss_kib'] / 1024:.0f} MiB RSS in {out['rss_idle']['pids']} process(es)")
+    for i in range(rounds):
+        order = ["direct", "gateway"] if i % 2 == 0 else ["gateway", "direct"]
+        rnd = {}
+        for side in order:
+            argv, extra = sides[side]
+            cfg = {**extra, "model": model, "n": n, "warmup": warmup if i == 0 else 0, "timeout": 30,
+                   "max_seconds": max_seconds}
+            rnd[side] = llm_batch(argv, cfg, [provider_key, gateway_key])
+        rnd["rss_after"] = gateway_rss(lab)
+        out["rounds"].append(rnd)
+        msg = ", ".join(f"{side} {mode} p50 {fmt(percentile(rnd[side][mode], 50))} ms"
+                        for side in ("direct", "gateway") for mode in MODES)
+        errs = sum(len(rnd[s]["errors"]) for s in sides)
+        log(f"  LLM round {i + 1}/{rounds}: {msg}; gateway {rnd['rss_after']['rss_kib'] / 1024:.0f} MiB RSS"
+            + (f"; {errs} failed request(s)" if errs else ""))
+    errors = [e for r in out["rounds"] for s in sides for e in r[s]["errors"]]
+    if errors:
+        out["failed"] = f"{len(errors)} request(s) failed, first: {errors[0][:300]}"
+    return out
+
+
+GATEWAY_MODES = {"plain": "non-streaming", "stream": "streaming, to [DONE]"}
+GATEWAY_MEMORY = ("gateway memory idle (RSS, MainPID + children)",
+                  "gateway memory after the load (RSS, MainPID + children)")
+
+
+def gateway_figure_names() -> list[str]:
+    names = []
+    for label in GATEWAY_MODES.values():
+        for pct in ("p50", "p99"):
+            names += [f"LLM call {pct}, direct (gateway's user -> fake LLM), {label}",
+                      f"LLM call {pct}, through the gateway (sandbox -> gateway), {label}",
+                      f"gateway added latency {pct}, {label}",
+                      f"gateway / direct latency {pct}, {label}"]
+    return names + list(GATEWAY_MEMORY)
+
+
+def gateway_rows(g: dict) -> list[dict]:
+    why = g.get("skipped") or g.get("failed") or ("not run" if not g.get("rounds") else None)
+    if why:
+        units = ["ms", "ms", "ms", "x"] * 4 + ["MiB", "MiB"]
+        return [not_measured(n, u, "-", why) for n, u in zip(gateway_figure_names(), units)]
+    rows = []
+    rounds = g["rounds"]
+    for mode, label in GATEWAY_MODES.items():
+        for pct, q in (("p50", 50), ("p99", 99)):
+            d = [percentile(r["direct"][mode], q) for r in rounds]
+            w = [percentile(r["gateway"][mode], q) for r in rounds]
+            count = f"{sum(len(r['direct'][mode]) for r in rounds)} direct and " \
+                    f"{sum(len(r['gateway'][mode]) for r in rounds)} gateway requests in {len(rounds)} rounds"
+            rows.append(row(f"LLM call {pct}, direct (gateway's user -> fake LLM), {label}", summary(d), "ms", "-",
+                            None, 2, count))
+            rows.append(row(f"LLM call {pct}, through the gateway (sandbox -> gateway), {label}", summary(w), "ms",
+                            "-", None, 2, count))
+            rows.append(row(f"gateway added latency {pct}, {label}", summary([b - a for a, b in zip(d, w)]), "ms",
+                            "-", None, 2, "gateway minus direct, per round"))
+            rows.append(row(f"gateway / direct latency {pct}, {label}", summary([b / a for a, b in zip(d, w)]), "x",
+                            "-", None, 2, "per round"))
+    idle = g["rss_idle"]["rss_kib"] / 1024
+    rows.append(row(GATEWAY_MEMORY[0], summary([idle]), "MiB", "-", None, 0,
+                    f"{g['rss_idle']['pids']} process(es), before this run's requests"))
+    after = [r["rss_after"]["rss_kib"] / 1024 for r in rounds]
+    rows.append(row(GATEWAY_MEMORY[1], summary(after), "MiB", "-", None, 0, "after each round"))
+    return rows
+
+
 # --------------------------------------------------------------------------- alert latency
 ALERT_SCRIPT = r"""
 import json, os, subprocess, sys, time
@@ -612,6 +890,8 @@ def figures(res: dict) -> list[dict]:
         else:
             rows.append(row(label, summary(r["ms"]), "ms", "-", None, 3, f"{r['n']} verifications per batch"))
 
+    rows += gateway_rows(res.get("gateway", {}))
+
     a = res.get("alerts", {})
     for kind, label in (("ban", "ban -> alert (fail2ban banip -> log sink)"),
                         ("egress", "dropped egress -> alert (blocked connect -> log sink)")):
@@ -733,6 +1013,7 @@ def analysis_text(res: dict) -> str:
              "hashes, at the role's default rounds/cost.",
              "- **Alerts**: time from the trigger to the alert line in the host's log sink "
              "(`/var/log/airlock/alerts.jsonl`), polled every 50 ms on the host itself.",
+             gateway_method(res.get("gateway", {})),
              ""]
     nginx = res.get("proxy", {}).get("proxied", [])
     nginx_ms = statistics.median([x["nginx_cpu_ms_per_req"] for x in nginx]) if nginx else None
@@ -756,8 +1037,53 @@ def analysis_text(res: dict) -> str:
                   "cost per request the proxy can afford. sha256_crypt saves little; choose bcrypt only for "
                   "human-chosen passwords on a proxy with a low request rate, and rerun this benchmark.",
                   ""]
+    parts += gateway_text(res.get("gateway", {}))
     parts += missed_text(res)
     return "\n".join(parts)
+
+
+def gateway_method(g: dict) -> str:
+    return ("- **LLM gateway**: the same chat completion (model `{model}`, non-streaming and streaming, "
+            "timed to the last byte of the answer, `data: [DONE]` for a stream) sent by one small Python "
+            "client (`http.client`, keep-alive where the server keeps the connection) straight to the fake "
+            "LLM (`{du}`) as the gateway's user on the server (`runuser -u airlock-llm`; the firewall refuses "
+            "every other user), and through the gateway (`{gu}`) from a sandbox container started as "
+            "OpenHands starts them (`docker run --add-host host.docker.internal:host-gateway`, the sandbox "
+            "image): the path every LLM call of the agent takes, so the added latency is what the agent pays "
+            "(the gateway's processing, its second HTTP hop and the Docker bridge). Keys go to the client on "
+            "stdin, never on a command line. The stand-in writes an answer's headers and body in two "
+            "writes, so on a keep-alive connection Nagle's algorithm holds the body until the client's "
+            "delayed ACK; the benchmark's client asks for quick ACKs (`TCP_QUICKACK`) to keep that artifact out "
+            "of its timings, but the gateway's own connection to the stand-in may still meet it (in its p99). "
+            "{rounds} rounds of {n} requests per mode and side (after {w} "
+            "warm-up requests per mode and side), the two sides alternating which runs first; p50 and p99 are "
+            "taken per round and the table gives their median and spread over the rounds, with the added "
+            "latency (gateway minus direct) and the ratio per round. Memory: the RSS of the gateway unit's "
+            "MainPID and all its descendants, before the first request of the run and after each round."
+            .format(model=g.get("model", "?"), du=g.get("direct_url", "?"), gu=g.get("gateway_url", "?"),
+                    rounds=len(g.get("rounds", [])) or "?", n=g.get("n", "?"), w=g.get("warmup", "?")))
+
+
+def gateway_text(g: dict) -> list[str]:
+    """The gateway's cost in one paragraph, from this run's figures only."""
+    rows = {r["figure"]: r for r in gateway_rows(g)}
+    if any(r.get("not_measured") for r in rows.values()):
+        return []
+    parts = []
+    for label in GATEWAY_MODES.values():
+        add50 = rows[f"gateway added latency p50, {label}"]["median"]
+        add99 = rows[f"gateway added latency p99, {label}"]["median"]
+        d50 = rows[f"LLM call p50, direct (gateway's user -> fake LLM), {label}"]["median"]
+        w50 = rows[f"LLM call p50, through the gateway (sandbox -> gateway), {label}"]["median"]
+        parts.append(f"{label}: {d50:.1f} ms direct and {w50:.1f} ms through the gateway at p50, "
+                     f"{add50:+.1f} ms at p50 and {add99:+.1f} ms at p99")
+    idle = rows[GATEWAY_MEMORY[0]]["median"]
+    after = rows[GATEWAY_MEMORY[1]]["max"]
+    return ["## The LLM gateway's cost", "",
+            "Per call (" + "; ".join(parts) + "). The fake LLM answers at once, so the added latency is the "
+            "cost of the gateway path itself, paid on top of whatever the provider takes. Memory: "
+            f"{idle:.0f} MiB RSS idle ({g['rss_idle']['pids']} process(es)), at most {after:.0f} MiB after the "
+            "load; the host must leave that much to the gateway beside OpenHands and its sandboxes.", ""]
 
 
 def missed_text(res: dict) -> list[str]:
@@ -840,6 +1166,9 @@ def main() -> int:
                     help="fresh-lab converges in a full run (default: --reps); each rebuilds the lab")
     ap.add_argument("--wrk-seconds", type=int, help="seconds per wrk run (full: 15, smoke: 3)")
     ap.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    ap.add_argument("--llm-rounds", type=int, help="interleaved rounds of LLM calls (full: 5, smoke: 2)")
+    ap.add_argument("--llm-requests", type=int,
+                    help="requests per mode (plain, streaming), side and round (full: 40, smoke: 10)")
     ap.add_argument("--keep-lab", action="store_true", help="leave a lab this run created in place")
     ap.add_argument("--out", help="Markdown output (full: docs/performance.md, smoke: reports/bench-smoke.md)")
     ap.add_argument("--json", help="JSON output (full: reports/bench.json, smoke: reports/bench-smoke.json)")
@@ -884,6 +1213,9 @@ def main() -> int:
         res["proxy"] = bench_proxy(lab, reps, secs, args.connections)
         log("login check cost per hash scheme")
         res["login"] = bench_login(lab, 3 if args.smoke else 5, args.smoke)
+        log("LLM gateway overhead (chat completions, direct and through the gateway) and memory")
+        res["gateway"] = bench_gateway(lab, args.llm_rounds or (2 if args.smoke else 5),
+                                       args.llm_requests or (10 if args.smoke else 40), 2 if args.smoke else 5)
         log("event-to-alert latency")
         res["alerts"] = bench_alerts(lab, reps if args.smoke else max(reps, 5), 12.0)
     finally:

@@ -28,6 +28,13 @@ FIGURES = [
     "ban -> alert (fail2ban banip -> log sink)",
     "dropped egress -> alert (blocked connect -> log sink)",
 ]
+GATEWAY_MODES = ["non-streaming", "streaming, to [DONE]"]
+GATEWAY_FIGURES = [name for label in GATEWAY_MODES for pct in ("p50", "p99") for name in (
+    f"LLM call {pct}, direct (gateway's user -> fake LLM), {label}",
+    f"LLM call {pct}, through the gateway (sandbox -> gateway), {label}",
+    f"gateway added latency {pct}, {label}",
+    f"gateway / direct latency {pct}, {label}",
+)] + ["gateway memory idle (RSS, MainPID + children)", "gateway memory after the load (RSS, MainPID + children)"]
 SCHEMES = ["sha512_crypt", "sha256_crypt", "bcrypt"]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("docker") is None,
@@ -49,7 +56,7 @@ def smoke(tmp_path_factory):
 def test_every_figure_is_reported(smoke):
     result, _ = smoke
     names = [r["figure"] for r in result["figures"]]
-    for figure in FIGURES:
+    for figure in FIGURES + GATEWAY_FIGURES:
         assert figure in names, f"figure missing: {figure}"
     for scheme in SCHEMES:
         assert any(n.startswith(f"login check CPU, {scheme} ") for n in names), f"no login check cost for {scheme}"
@@ -64,7 +71,8 @@ def test_figures_are_well_formed(smoke):
             continue
         assert r["n"] >= 1, r
         assert r["min"] <= r["median"] <= r["max"], r
-        assert r["min"] >= 0, r
+        if not r["figure"].startswith("gateway added latency"):  # a difference: may be below zero
+            assert r["min"] >= 0, r
         assert r["met"] in (True, False, None), r
         if r["target"] not in ("-", "changed=0", "repairs the edit"):
             assert r["met"] is not None, f"a figure with a target must say whether it is met: {r}"
@@ -87,6 +95,40 @@ def test_proxy_and_login_measured(smoke):
     assert login["deployed"] == login["defaults"]["scheme"], "the lab's htpasswd does not use the role's default"
     for scheme in SCHEMES:
         assert "ms" in login["schemes"][scheme], login["schemes"][scheme]
+
+
+def test_gateway_measured(smoke):
+    """Both sides answered every request, in every round, and the figures agree with the raw data."""
+    result, md = smoke
+    g = result["gateway"]
+    assert not g.get("skipped") and not g.get("failed"), g.get("skipped") or g.get("failed")
+    assert len(g["rounds"]) >= 2, "the two sides must alternate over at least two rounds"
+    for r in g["rounds"]:
+        for side in ("direct", "gateway"):
+            assert not r[side]["errors"] and not r[side]["stopped_early"], r[side]
+            for mode in ("plain", "stream"):
+                assert len(r[side][mode]) == g["n"] and all(x > 0 for x in r[side][mode]), (side, mode)
+        assert r["rss_after"]["pids"] >= 1 and r["rss_after"]["rss_kib"] > 0, r["rss_after"]
+    assert g["rss_idle"]["pids"] >= 1 and g["rss_idle"]["rss_kib"] > 0, g["rss_idle"]
+    rows = {r["figure"]: r for r in result["figures"]}
+    for name in GATEWAY_FIGURES:
+        assert not rows[name].get("not_measured") and rows[name]["n"] == (
+            1 if "idle" in name else len(g["rounds"])), rows[name]
+    for label in GATEWAY_MODES:
+        for pct in ("p50", "p99"):
+            d = rows[f"LLM call {pct}, direct (gateway's user -> fake LLM), {label}"]["values"]
+            w = rows[f"LLM call {pct}, through the gateway (sandbox -> gateway), {label}"]["values"]
+            added = rows[f"gateway added latency {pct}, {label}"]["values"]
+            ratio = rows[f"gateway / direct latency {pct}, {label}"]["values"]
+            assert added == pytest.approx([b - a for a, b in zip(d, w)]), (pct, label)
+            assert ratio == pytest.approx([b / a for a, b in zip(d, w)]), (pct, label)
+    assert "## The LLM gateway's cost" in md and "**LLM gateway**" in md
+    # The keys went to the clients on stdin: neither is anywhere in the result or the report.
+    lab_dir = ROOT / f".{result['lab']}"
+    text = json.dumps(result) + md
+    for name in ("llm-api-key", "llm-gateway-key"):
+        key = (lab_dir / name).read_text().strip() if (lab_dir / name).exists() else ""
+        assert not key or key not in text, f"{name} leaked into the benchmark's output"
 
 
 def test_report_has_table_and_machine(smoke):
