@@ -289,9 +289,13 @@ def test_sandbox_reaches_the_app_through_the_shield_only(sandbox):
     for method, path in (("GET", "/api/v1/settings"), ("GET", "/api/v1/app-conversations/search"),
                          ("GET", "/api/v1/webhooks/../settings"), ("GET", "/api/v1/webhooks/%2e%2e/settings"),
                          ("GET", "/api/v1/webhooks/..%2fsettings"), ("GET", "//api/v1/settings"),
-                         ("GET", "/server_info"), ("GET", "/mcp/mcp")):
+                         ("GET", "/server_info"), ("GET", "/mcp"), ("GET", "/mcpx/mcp")):
         answer = sandbox_raw(sandbox, APP, 3000, method, path)
         assert answer["status"] == 403, f"{method} {path} from a sandbox answered {answer}"
+    # The app's MCP server is passed (1.11.0 hands it to every conversation); the stand-in
+    # has none, so the app's own answer (not the shield's 403) comes back.
+    mcp = sandbox_raw(sandbox, APP, 3000, "POST", "/mcp/mcp", {"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert mcp["status"] not in (0, 403) and "airlock" not in mcp["body"], mcp
 
 
 def test_sandbox_cannot_rewrite_the_llm_settings(sandbox):
