@@ -8,7 +8,6 @@ print a password. The role filters are unit tested directly.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -19,6 +18,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers.modules import load_module  # noqa: E402
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 SECRET = "never-shown-password-123"
 CERT = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
@@ -118,15 +119,9 @@ def test_lockout_guard_refuses_ufw_cidrs_without_the_operator(tmp_path):
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s", out), out
 
 
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-NGINX = _load(ROOT / "roles/nginx_proxy/filter_plugins/nginx_proxy.py")
-BASELINE_FILTERS = _load(ROOT / "roles/host_baseline/filter_plugins/host_baseline.py")
+NGINX = load_module(ROOT / "roles/nginx_proxy/filter_plugins/nginx_proxy.py")
+BASELINE_FILTERS = load_module(ROOT / "roles/host_baseline/filter_plugins/host_baseline.py")
 
 
 @pytest.mark.parametrize("start,end", [(32768, 60999), (1024, 65535), (8000, 8012), (40000, 40000), (5, 123)])

@@ -7,7 +7,6 @@ directly.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers.modules import load_module  # noqa: E402
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 
 EGRESS_OK = {
@@ -87,15 +88,9 @@ def test_bad_input_rejected_before_any_change(tmp_path, role, extra, message):
     assert not any(p.name.startswith(("etc-", "state")) for p in tmp_path.iterdir()), "something was written"
 
 
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-EGRESS = _load(ROOT / "roles/egress_firewall/filter_plugins/egress_firewall.py")
-OPENHANDS = _load(ROOT / "roles/openhands/filter_plugins/openhands.py")
+EGRESS = load_module(ROOT / "roles/egress_firewall/filter_plugins/egress_firewall.py")
+OPENHANDS = load_module(ROOT / "roles/openhands/filter_plugins/openhands.py")
 
 
 def _egress_inputs(**over):

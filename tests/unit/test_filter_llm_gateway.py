@@ -1,23 +1,19 @@
 """Unit tests of the llm_gateway role's filters and of the site.yml model-name mapping."""
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers.modules import load_module  # noqa: E402
 
 
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-GW = _load(ROOT / "roles/llm_gateway/filter_plugins/llm_gateway.py")
-MAP = _load(ROOT / "filter_plugins/airlock_gateway.py")
+GW = load_module(ROOT / "roles/llm_gateway/filter_plugins/llm_gateway.py")
+MAP = load_module(ROOT / "filter_plugins/airlock_gateway.py")
 LOCK = (ROOT / "roles/llm_gateway/files/requirements.lock").read_text()
 DEFAULT_VERSION = (ROOT / "roles/llm_gateway/defaults/main.yml").read_text().split('llm_gateway_litellm_version: "')[1].split('"')[0]
 

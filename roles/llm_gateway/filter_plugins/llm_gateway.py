@@ -77,26 +77,37 @@ def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _model_errors(models, allow_http) -> list:
-    var = f"{PREFIX}models"
-    if not isinstance(models, list) or not models:
-        return [f"{var} must list at least one model (name, model, api_base, api_key)"]
-    errors, names = [], set()
-    for i, m in enumerate(models):
+def _entries(var, entries, allowed, ident, ident_re, ident_hint, what):
+    """The checks every list of entries shares: a non-empty list of dicts with known keys,
+    whose identifying field (`ident`) is well formed and unique. Returns those errors, and
+    (where, entry) of each dict for the checks of its own kind."""
+    errors, seen, valid = [], set(), []
+    if not isinstance(entries, list) or not entries:
+        return [f"{var} must list at least one {what}"], valid
+    for i, entry in enumerate(entries):
         where = f"{var}[{i}]"
-        if not isinstance(m, dict):
-            errors.append(f"{where} must be a dict with name, model, api_base, api_key")
+        if not isinstance(entry, dict):
+            errors.append(f"{where} must be a dict ({what})")
             continue
-        unknown = sorted(set(m) - MODEL_KEYS)
+        unknown = sorted(set(entry) - allowed)
         if unknown:
-            errors.append(f"{where} has unknown keys {unknown} (allowed: {sorted(MODEL_KEYS)})")
-        name, model = m.get("name"), m.get("model")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            errors.append(f"{where}.name must be a model name clients ask for, such as gpt-4o (got {name!r})")
-        elif name in names:
-            errors.append(f"{where}.name {name!r} is listed twice")
+            errors.append(f"{where} has unknown keys {unknown} (allowed: {sorted(allowed)})")
+        value = entry.get(ident)
+        if not isinstance(value, str) or not ident_re.match(value):
+            errors.append(f"{where}.{ident} must be {ident_hint} (got {value!r})")
+        elif value in seen:
+            errors.append(f"{where}.{ident} {value!r} is listed twice")
         else:
-            names.add(name)
+            seen.add(value)
+        valid.append((where, entry))
+    return errors, valid
+
+
+def _model_errors(models, allow_http) -> list:
+    errors, entries = _entries(f"{PREFIX}models", models, MODEL_KEYS, "name", NAME_RE,
+                               "a model name clients ask for, such as gpt-4o", "model (name, model, api_base, api_key)")
+    for where, m in entries:
+        model = m.get("model")
         if not isinstance(model, str) or "/" not in model or not NAME_RE.match(model):
             errors.append(f"{where}.model must be a LiteLLM model with its provider, such as openai/gpt-4o (got {model!r})")
         bedrock = isinstance(model, str) and model.startswith("bedrock/")
@@ -134,25 +145,9 @@ def _model_errors(models, allow_http) -> list:
 
 
 def _key_errors(keys) -> list:
-    var = f"{PREFIX}keys"
-    if not isinstance(keys, list) or not keys:
-        return [f"{var} must list at least one gateway key (alias, key from vault)"]
-    errors, aliases = [], set()
-    for i, k in enumerate(keys):
-        where = f"{var}[{i}]"
-        if not isinstance(k, dict):
-            errors.append(f"{where} must be a dict with alias and key")
-            continue
-        unknown = sorted(set(k) - KEY_KEYS)
-        if unknown:
-            errors.append(f"{where} has unknown keys {unknown} (allowed: {sorted(KEY_KEYS)})")
-        alias = k.get("alias")
-        if not isinstance(alias, str) or not ALIAS_RE.match(alias):
-            errors.append(f"{where}.alias must match [a-z0-9][a-z0-9_-]* (got {alias!r})")
-        elif alias in aliases:
-            errors.append(f"{where}.alias {alias!r} is listed twice")
-        else:
-            aliases.add(alias)
+    errors, entries = _entries(f"{PREFIX}keys", keys, KEY_KEYS, "alias", ALIAS_RE,
+                               "[a-z0-9][a-z0-9_-]*", "gateway key (alias, key from vault)")
+    for where, k in entries:
         key = k.get("key") or {}
         if not key.get("set"):
             errors.append(f"{where}.key is empty: set it from vault")
