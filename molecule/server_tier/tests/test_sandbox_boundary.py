@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 
 import pytest
 import testinfra
 
-SERVER_IP, LLM_IP, DECOY_IP, PROXY_IP = "10.213.5.10", "10.213.5.20", "10.213.5.30", "10.213.5.40"
-PROVIDER_KEY = "sk-airlock-stand-in-test-key"
-GATEWAY_KEY = "sk-airlock-gateway-test-key-0123456789abcdef"
+from tier import DECOY_IP, GATEWAY_KEY, LLM_IP, PROBE, SERVER_IP, wait_for
+from tier import KEY as PROVIDER_KEY
+
 GATEWAY = "http://host.docker.internal:4000"
 GATEWAY_CONFIG_DIR = "/etc/airlock-llm-gateway"
 REQUEST_LOG = "/var/log/airlock-llm-gateway/requests.jsonl"
-# The stand-in's probe code: shipped to the test hosts, and part of the sandbox image.
-PROBE = ("import sys, json; sys.path[:0] = ['/usr/local/lib/airlock-test', '/opt/standin']; import standin; "
-         "print(json.dumps(standin.run_probe(json.loads(sys.argv[1]))))")
-
 # One HTTP request from inside a container: prints {"status": N, "body": TEXT}; status 0
 # when nothing answered (refused, unreachable, timed out).
 HTTP_SCRIPT = r"""
@@ -43,15 +38,6 @@ server = testinfra.get_host("docker://server_tier-server")
 decoy = testinfra.get_host("docker://server_tier-decoy")
 proxy = testinfra.get_host("docker://server_tier-proxy")
 llm = testinfra.get_host("docker://server_tier-llm")
-
-
-def wait_for(func, timeout=60, step=1):
-    deadline = time.time() + timeout
-    while True:
-        result = func()
-        if result or time.time() > deadline:
-            return result
-        time.sleep(step)
 
 
 def api(method: str, path: str, body: dict | None = None):
@@ -289,7 +275,7 @@ def test_sandbox_reaches_the_app_through_the_shield_only(sandbox):
     for method, path in (("GET", "/api/v1/settings"), ("GET", "/api/v1/app-conversations/search"),
                          ("GET", "/api/v1/webhooks/../settings"), ("GET", "/api/v1/webhooks/%2e%2e/settings"),
                          ("GET", "/api/v1/webhooks/..%2fsettings"), ("GET", "//api/v1/settings"),
-                         ("GET", "/server_info"), ("GET", "/mcp"), ("GET", "/mcpx/mcp")):
+                         ("GET", "/server_info"), ("GET", "/mcpx/mcp")):
         answer = sandbox_raw(sandbox, APP, 3000, method, path)
         assert answer["status"] == 403, f"{method} {path} from a sandbox answered {answer}"
     # The app's MCP server is passed (1.11.0 hands it to every conversation); the stand-in

@@ -1,5 +1,6 @@
-"""Server tier behaviour: the server host and its sandbox containers reach the approved
-LLM endpoint and nothing else; only the proxy gets in; all of it survives restarts.
+"""Server tier behaviour: the server host reaches the approved LLM endpoint (as the LLM
+gateway's user only) and nothing else; its sandbox containers reach the LLM through the
+gateway and nothing beyond the host; only the proxy gets in; all of it survives restarts.
 
 Every "blocked" check has a positive control: the same probe from the unfiltered proxy
 container succeeds, so a check fails if the decoy is merely down.
@@ -8,17 +9,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 
 import pytest
 import testinfra
 
-SERVER_IP, LLM_IP, DECOY_IP, PROXY_IP = "10.213.5.10", "10.213.5.20", "10.213.5.30", "10.213.5.40"
-DECOY_IP6 = "fd5e:a1c0:213:5::30"
-KEY = "sk-airlock-stand-in-test-key"  # the provider's key: only the gateway holds it
-GATEWAY_KEY = "sk-airlock-gateway-test-key-0123456789abcdef"  # what the app and sandboxes hold
-GATEWAY_USER = "airlock-llm"
-PROBE = "import sys, json; sys.path.insert(0, '/usr/local/lib/airlock-test'); import standin; print(json.dumps(standin.run_probe(json.loads(sys.argv[1]))))"
+from tier import (DECOY_IP, DECOY_IP6, GATEWAY_KEY, GATEWAY_USER, KEY, LLM_IP,
+                  SERVER_IP, probe, wait_for)
 
 server = testinfra.get_host("docker://server_tier-server")
 llm = testinfra.get_host("docker://server_tier-llm")
@@ -37,14 +33,6 @@ BLOCKED_PROBES = [
 ]
 
 
-def probe(host, spec: dict, user: str | None = None) -> dict:
-    """Run one stand-in probe on `host` (as root, or as `user`: the LLM endpoints open to the
-    gateway's user only)."""
-    prefix = f"runuser -u {user} -- " if user else ""
-    out = host.check_output(f"{prefix}python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}")
-    return json.loads(out)
-
-
 def http(host, url: str, method: str = "GET", body: dict | None = None, timeout: int = 5):
     """(status, parsed body or None) of a request made from `host`; status 0 if unreachable."""
     data = f"-H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body))}" if body is not None else ""
@@ -56,15 +44,6 @@ def http(host, url: str, method: str = "GET", body: dict | None = None, timeout:
         return int(code), json.loads(text) if text else None
     except ValueError:
         return int(code), text
-
-
-def wait_for(func, timeout=60, step=1):
-    deadline = time.time() + timeout
-    while True:
-        result = func()
-        if result or time.time() > deadline:
-            return result
-        time.sleep(step)
 
 
 def llm_requests() -> list:
