@@ -9,27 +9,28 @@ from __future__ import annotations
 
 import json
 import shlex
+from urllib.parse import urlsplit
 
 import pytest
 import testinfra
 
-from tier import DECOY_IP, GATEWAY_KEY, LLM_IP, PROBE, SERVER_IP, wait_for
+from tier import DECOY_IP, GATEWAY_KEY, LLM_IP, PROBE, SERVER_IP, http, probe, start_sandbox, wait_for
 from tier import KEY as PROVIDER_KEY
 
 GATEWAY = "http://host.docker.internal:4000"
 GATEWAY_CONFIG_DIR = "/etc/airlock-llm-gateway"
 REQUEST_LOG = "/var/log/airlock-llm-gateway/requests.jsonl"
-# One HTTP request from inside a container: prints {"status": N, "body": TEXT}; status 0
-# when nothing answered (refused, unreachable, timed out).
+# One HTTP request from inside a container, its path sent exactly as given (no client-side
+# normalization): prints {"status": N, "body": TEXT}; status 0 when nothing answered
+# (refused, unreachable, timed out).
 HTTP_SCRIPT = r"""
-import json, sys, urllib.request, urllib.error
-url, method, headers, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
-req = urllib.request.Request(url, data=body.encode() if body else None, headers=headers, method=method)
+import http.client, json, sys
+host, port, method, path, headers, body = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), sys.argv[6]
 try:
-    with urllib.request.urlopen(req, timeout=10) as r:
-        print(json.dumps({"status": r.status, "body": r.read(4096).decode("utf-8", "replace")}))
-except urllib.error.HTTPError as e:
-    print(json.dumps({"status": e.code, "body": e.read(4096).decode("utf-8", "replace")}))
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request(method, path, body=body or None, headers=headers)
+    resp = conn.getresponse()
+    print(json.dumps({"status": resp.status, "body": resp.read(4096).decode("utf-8", "replace")}))
 except Exception as e:
     print(json.dumps({"status": 0, "body": f"{type(e).__name__}: {e}"}))
 """
@@ -42,28 +43,27 @@ llm = testinfra.get_host("docker://server_tier-llm")
 
 def api(method: str, path: str, body: dict | None = None):
     """The stand-in app's own API, called from the proxy (the one way in)."""
-    data = f"-H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body))}" if body is not None else ""
-    out = proxy.check_output(f"curl -sS -m 20 -X {method} {data} -w '\\n%{{http_code}}' http://{SERVER_IP}:3000{path}")
-    text, _, code = out.rpartition("\n")
-    return int(code), (json.loads(text) if text else None)
-
-
-def start_sandbox() -> dict:
-    status, info = api("POST", "/api/stand-in/sandboxes", {"probe_urls": []})
-    assert status == 201, info
-    assert wait_for(lambda: server.run(f"docker exec {info['name']} true").rc == 0, 30), "sandbox never started"
-    return info
+    return http(proxy, f"http://{SERVER_IP}:3000{path}", method, body, timeout=20)
 
 
 def in_sandbox(info: dict, command: str):
     return server.run(f"docker exec {info['name']} {command}")
 
 
-def sandbox_http(info, url, method="GET", headers=None, body=None) -> dict:
-    args = " ".join(shlex.quote(a) for a in (url, method, json.dumps(headers or {}), json.dumps(body) if body is not None else ""))
+def sandbox_raw(info, host, port, method, path, body=None, headers=None) -> dict:
+    """One request from inside the sandbox; the path goes on the wire exactly as given."""
+    headers = dict(headers or ({"Content-Type": "application/json"} if body is not None else {}))
+    args = " ".join(shlex.quote(str(a)) for a in (host, port, method, path, json.dumps(headers),
+                                                    json.dumps(body) if body is not None else ""))
     out = in_sandbox(info, f"python3 -c {shlex.quote(HTTP_SCRIPT)} {args}")
     assert out.rc == 0, out.stderr
     return json.loads(out.stdout)
+
+
+def sandbox_http(info, url, method="GET", headers=None, body=None) -> dict:
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return sandbox_raw(info, parts.hostname, parts.port or 80, method, path, body, headers)
 
 
 def sandbox_probe(info, spec) -> dict:
@@ -72,30 +72,8 @@ def sandbox_probe(info, spec) -> dict:
     return json.loads(out.stdout)
 
 
-RAW_SCRIPT = r"""
-import http.client, json, sys
-host, port, method, path, body = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-try:
-    conn = http.client.HTTPConnection(host, port, timeout=10)
-    conn.request(method, path, body=body or None, headers={"Content-Type": "application/json"} if body else {})
-    resp = conn.getresponse()
-    print(json.dumps({"status": resp.status, "body": resp.read(2048).decode("utf-8", "replace")}))
-except Exception as e:
-    print(json.dumps({"status": 0, "body": f"{type(e).__name__}: {e}"}))
-"""
-
-
-def sandbox_raw(info, host, port, method, path, body=None) -> dict:
-    """A request whose path is sent exactly as given (no client-side normalization)."""
-    args = " ".join(shlex.quote(str(a)) for a in (host, port, method, path, json.dumps(body) if body is not None else ""))
-    out = in_sandbox(info, f"python3 -c {shlex.quote(RAW_SCRIPT)} {args}")
-    assert out.rc == 0, out.stderr
-    return json.loads(out.stdout)
-
-
 def host_probe(spec, user=None) -> dict:
-    prefix = f"runuser -u {user} -- " if user else ""
-    return json.loads(server.check_output(f"{prefix}python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}"))
+    return probe(server, spec, user)
 
 
 def chat(info, key=GATEWAY_KEY, model="fake-model", path="/v1/chat/completions", **extra) -> dict:
@@ -106,14 +84,14 @@ def chat(info, key=GATEWAY_KEY, model="fake-model", path="/v1/chat/completions",
 
 @pytest.fixture(scope="module")
 def sandbox():
-    info = start_sandbox()
+    info = start_sandbox(proxy)
     yield info
     api("DELETE", f"/api/stand-in/sandboxes/{info['id']}")
 
 
 @pytest.fixture(scope="module")
 def other_sandbox():
-    info = start_sandbox()
+    info = start_sandbox(proxy)
     yield info
     api("DELETE", f"/api/stand-in/sandboxes/{info['id']}")
 
@@ -293,8 +271,7 @@ def test_sandbox_cannot_rewrite_the_llm_settings(sandbox):
 
 def test_sandbox_cannot_go_around_the_shield(sandbox):
     spec = {"kind": "tcp", "host": SERVER_IP, "port": 3000}
-    assert json.loads(proxy.check_output(f"python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}"))["ok"], \
-        "positive control: the app's published address does not answer the proxy"
+    assert probe(proxy, spec)["ok"], "positive control: the app's published address does not answer the proxy"
     assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox reached the app's published address directly"
     gateway = {"kind": "tcp", "host": SERVER_IP, "port": 4000}
     assert not sandbox_probe(sandbox, gateway)["ok"], "a sandbox reached the LLM gateway on the host's private address"

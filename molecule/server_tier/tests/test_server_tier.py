@@ -14,7 +14,7 @@ import pytest
 import testinfra
 
 from tier import (DECOY_IP, DECOY_IP6, GATEWAY_KEY, GATEWAY_USER, KEY, LLM_IP,
-                  SERVER_IP, probe, wait_for)
+                  SERVER_IP, http, probe, start_sandbox, wait_for)
 
 server = testinfra.get_host("docker://server_tier-server")
 llm = testinfra.get_host("docker://server_tier-llm")
@@ -33,29 +33,8 @@ BLOCKED_PROBES = [
 ]
 
 
-def http(host, url: str, method: str = "GET", body: dict | None = None, timeout: int = 5):
-    """(status, parsed body or None) of a request made from `host`; status 0 if unreachable."""
-    data = f"-H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body))}" if body is not None else ""
-    cmd = host.run(f"curl -sS -m {timeout} -X {method} {data} -w '\\n%{{http_code}}' {shlex.quote(url)}")
-    if cmd.rc != 0:
-        return 0, None
-    text, _, code = cmd.stdout.rpartition("\n")
-    try:
-        return int(code), json.loads(text) if text else None
-    except ValueError:
-        return int(code), text
-
-
 def llm_requests() -> list:
     return json.loads(llm.check_output("curl -s http://127.0.0.1:8000/_requests"))
-
-
-def start_sandbox(probe_urls=()):
-    status, info = http(proxy, f"http://{SERVER_IP}:3000/api/stand-in/sandboxes", "POST", {"probe_urls": list(probe_urls)})
-    assert status == 201, info
-    port = info["ports"]["8000"]
-    assert wait_for(lambda: http(proxy, f"http://{SERVER_IP}:{port}/alive")[0] == 200, 30), "sandbox never answered"
-    return info
 
 
 def sandbox_probe(info, spec):
@@ -66,7 +45,7 @@ def sandbox_probe(info, spec):
 
 @pytest.fixture(scope="module")
 def sandbox():
-    info = start_sandbox([f"http://{DECOY_IP}:8000/", f"http://{LLM_IP}:8000/health"])
+    info = start_sandbox(proxy, [f"http://{DECOY_IP}:8000/", f"http://{LLM_IP}:8000/health"])
     yield info
     http(proxy, f"http://{SERVER_IP}:3000/api/stand-in/sandboxes/{info['id']}", "DELETE")
 
@@ -264,7 +243,7 @@ def test_rules_service_and_state_survive_a_docker_restart():
     server.check_output("systemctl restart docker")
     assert wait_for(_service_back, 90), "service or rules not back after docker restart"
     assert http(proxy, f"http://{SERVER_IP}:3000/api/v1/settings")[1]["agent_settings"]["llm"]["model"] == "openai/fake-model"
-    info = start_sandbox()
+    info = start_sandbox(proxy)
     assert sandbox_probe(info, {"kind": "llm"})["ok"]
     assert not sandbox_probe(info, {"kind": "tcp", "host": DECOY_IP, "port": 9000})["ok"]
 
@@ -278,6 +257,6 @@ def test_rules_service_and_state_survive_a_host_restart():
     assert wait_for(lambda: [["10.213.5.20/32", 8000]] == json.loads(
         server.check_output("airlock-egress-sets --show"))["llm_hosts_v4"], 60), "name-based set not refilled at boot"
     assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 9000})["ok"]
-    info = start_sandbox()
+    info = start_sandbox(proxy)
     assert sandbox_probe(info, {"kind": "llm"})["ok"]
     assert not sandbox_probe(info, {"kind": "tcp", "host": DECOY_IP, "port": 9000})["ok"]

@@ -32,20 +32,14 @@ import testinfra
 ROOT = Path(__file__).resolve().parents[3]
 SERVER = "server_tier-server"
 LLM_HOSTS_V4 = [["10.213.5.20/32", 8000]]  # llm.airlock.test, resolved by the fake DNS
-PROBE = "import sys, json; sys.path.insert(0, '/usr/local/lib/airlock-test'); import standin; print(json.dumps(standin.run_probe(json.loads(sys.argv[1]))))"
 ALERTD_PATH = "/usr/local/lib/airlock-tamper-alertd.py"
 ALERTD_CONFIG = "/etc/airlock-tamper-alertd.json"
 ALERTS = "/var/log/airlock-tamper/alerts.jsonl"
 ALERTD_UNIT = "airlock-tamper-alertd"
 
-from tier import DECOY_IP, wait_for  # noqa: E402
+from tier import DECOY_IP, probe, wait_for  # noqa: E402
 
 server = testinfra.get_host(f"docker://{SERVER}")
-
-
-def probe(host, spec: dict) -> dict:
-    out = host.check_output(f"python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}")
-    return json.loads(out)
 
 
 def sets_tool(*args: str):

@@ -1,5 +1,6 @@
 """What the server tier's tests share: the scenario's addresses and keys (molecule.yml), the
-stand-in's probe code and how to run it on a host, and waiting for a condition."""
+stand-in's probe code and how to run it on a host, an HTTP request from a host, starting a
+sandbox the way OpenHands does (through the stand-in app), and waiting for a condition."""
 from __future__ import annotations
 
 import json
@@ -31,3 +32,27 @@ def wait_for(func, timeout=60, step=1):
         if result or time.time() > deadline:
             return result
         time.sleep(step)
+
+
+def http(host, url: str, method: str = "GET", body: dict | None = None, timeout: int = 5):
+    """(status, parsed body or None) of a request made from a testinfra `host`; status 0 if
+    unreachable."""
+    data = f"-H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body))}" if body is not None else ""
+    cmd = host.run(f"curl -sS -m {timeout} -X {method} {data} -w '\\n%{{http_code}}' {shlex.quote(url)}")
+    if cmd.rc != 0:
+        return 0, None
+    text, _, code = cmd.stdout.rpartition("\n")
+    try:
+        return int(code), json.loads(text) if text else None
+    except ValueError:
+        return int(code), text
+
+
+def start_sandbox(proxy, probe_urls=()) -> dict:
+    """A sandbox container started by the stand-in app through the Docker socket, as V1 does;
+    returned once its agent-server answers the proxy on its published port."""
+    status, info = http(proxy, f"http://{SERVER_IP}:3000/api/stand-in/sandboxes", "POST", {"probe_urls": list(probe_urls)})
+    assert status == 201, info
+    port = info["ports"]["8000"]
+    assert wait_for(lambda: http(proxy, f"http://{SERVER_IP}:{port}/alive")[0] == 200, 30), "sandbox never answered"
+    return info
