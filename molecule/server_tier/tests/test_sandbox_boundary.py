@@ -174,6 +174,10 @@ def test_gateway_runs_unprivileged_and_hardened():
     assert server.check_output(f"ps -o user= -p {pid}").strip() == "airlock-llm"
     secrets = server.file(f"{GATEWAY_CONFIG_DIR}/secrets.env")
     assert secrets.user == "root" and secrets.mode == 0o600
+    # Controls: the same user with the same commands reads its config and writes its log.
+    assert server.run(f"runuser -u airlock-llm -- cat {GATEWAY_CONFIG_DIR}/config.yaml").rc == 0, "positive control"
+    assert server.run("runuser -u airlock-llm -- touch /var/log/airlock-llm-gateway/requests.jsonl").rc == 0, \
+        "positive control"
     assert server.run(f"runuser -u airlock-llm -- cat {GATEWAY_CONFIG_DIR}/secrets.env").rc != 0
     assert server.run(f"runuser -u airlock-llm -- touch {GATEWAY_CONFIG_DIR}/config.yaml").rc != 0
 
@@ -274,4 +278,6 @@ def test_sandbox_cannot_go_around_the_shield(sandbox):
     assert probe(proxy, spec)["ok"], "positive control: the app's published address does not answer the proxy"
     assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox reached the app's published address directly"
     gateway = {"kind": "tcp", "host": SERVER_IP, "port": 4000}
+    assert probe(server, gateway)["ok"], "positive control: the gateway does not answer on the private address"
+    assert sandbox_http(sandbox, f"{GATEWAY}/health/liveliness")["status"] == 200, "positive control: on the bridge"
     assert not sandbox_probe(sandbox, gateway)["ok"], "a sandbox reached the LLM gateway on the host's private address"
