@@ -55,6 +55,9 @@ CASES = [
     ("openhands", {"openhands_app_shield_paths": ["/"]}, "openhands_app_shield_paths"),
     ("egress_firewall", {"egress_firewall_llm_users": ["root"]}, "egress_firewall_llm_users"),
     ("egress_firewall", {"egress_firewall_container_callback_ports": [70000]}, "egress_firewall_container_callback_ports"),
+    ("egress_firewall", {"egress_firewall_app_interfaces": ["docker0"]}, "egress_firewall_app_interfaces"),
+    ("openhands", {"openhands_network_name": "bridge"}, "openhands_network_name"),
+    ("openhands", {"openhands_network_subnet": "172.30.0.0/33"}, "openhands_network_subnet"),
 ]
 
 
@@ -114,6 +117,9 @@ def test_egress_filter_accepts_the_baseline():
     ({"maintenance_open": ["nope"]}, "egress_firewall_maintenance_open"),
     ({"log_prefix": "has space"}, "egress_firewall_log_prefix"),
     ({"container_callback_ports": [0]}, "egress_firewall_container_callback_ports"),
+    ({"app_interfaces": ["docker0"]}, "docker0 is where the sandboxes run"),
+    ({"app_interfaces": ["br-*"]}, "no wildcard"),
+    ({"app_interfaces": ["veth-app"]}, "not matched by egress_firewall_container_interfaces"),
 ])
 def test_egress_filter_rejects(over, fragment):
     assert any(fragment in e for e in EGRESS.egress_firewall_input_errors(_egress_inputs(**over)))
@@ -135,8 +141,15 @@ def test_openhands_filter_never_sees_the_key_and_checks_pattern():
           "bind_address": "10.0.0.5", "sandbox_url_pattern": "https://proxy.example/runtime/{port}",
           "image_repository": "docker.openhands.dev/openhands/openhands", "image_tag": "1.11.0",
           "agent_server_image_repository": "ghcr.io/openhands/agent-server", "agent_server_image_tag": "1.34.0-python",
-          "image_source": "registry", "extra_env": {}, "app_shield_paths": ["/api/v1/webhooks/"]}
+          "image_source": "registry", "extra_env": {}, "app_shield_paths": ["/api/v1/webhooks/"],
+          "network_name": "airlock-app", "network_interface": "br-airlock-app", "network_subnet": ""}
     assert OPENHANDS.openhands_input_errors(ok) == []
+    assert OPENHANDS.openhands_input_errors(dict(ok, network_subnet="172.30.0.0/24")) == []
+    for var, value in (("network_name", "bridge"), ("network_name", "host"), ("network_name", ""),
+                       ("network_interface", "docker0"), ("network_interface", "br-much-too-long-name"),
+                       ("network_subnet", "172.30.0.1/24"), ("network_subnet", "fd00::/64"), ("network_subnet", "10.0.0.0/30")):
+        assert any(f"openhands_{var}" in e for e in OPENHANDS.openhands_input_errors(dict(ok, **{var: value}))), (var, value)
+    assert OPENHANDS.openhands_first_host("172.30.0.0/24") == "172.30.0.1"
     for paths, fragment in (([], None), (["/"], "would open the whole API"), (["/api/v1/webhooks"], "path prefixes"),
                             (["/api/../"], "path prefixes"), ("/api/", "path prefixes")):
         errors = OPENHANDS.openhands_input_errors(dict(ok, app_shield_paths=paths))

@@ -219,6 +219,34 @@ def test_sandbox_cannot_reach_another_sandbox_directly(sandbox, other_sandbox):
     assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox reached another sandbox's agent server"
 
 
+def app_probe(spec) -> dict:
+    """One probe from inside the app container (on its own network, as the app calls its
+    sandboxes)."""
+    out = server.run(f"docker exec openhands-app python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(spec))}")
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_app_and_sandboxes_live_on_networks_apart(sandbox):
+    networks = "docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "
+    assert server.check_output(networks + "openhands-app").split() == ["airlock-app"]
+    assert server.check_output(networks + sandbox["name"]).split() == ["bridge"]
+    assert server.interface("br-airlock-app").exists
+
+
+def test_sandbox_cannot_reach_another_sandbox_published_ports(sandbox, other_sandbox):
+    """The app calls each sandbox at host.docker.internal:<published port> from its own
+    network; a sandbox calling the same name and port (the agent-server, and the sandbox
+    port range as a whole) is dropped at the host."""
+    for port in sorted(set(other_sandbox["ports"].values())):
+        spec = {"kind": "tcp", "host": "host.docker.internal", "port": int(port)}
+        assert app_probe(spec)["ok"], f"positive control: the app does not reach the sandbox's port {port}"
+        assert not sandbox_probe(sandbox, spec)["ok"], f"a sandbox reached another sandbox's published port {port}"
+    own = {"kind": "tcp", "host": "host.docker.internal", "port": int(sandbox["ports"]["8000"])}
+    assert app_probe(own)["ok"], "positive control: the app does not reach the first sandbox"
+    assert not sandbox_probe(other_sandbox, own)["ok"], "the other sandbox reached the first one's published port"
+
+
 def test_sandbox_cannot_reach_the_provider_or_anything_else(sandbox):
     spec = {"kind": "tcp", "host": LLM_IP, "port": 8000}
     assert host_probe(spec, user="airlock-llm")["ok"], "positive control: the gateway's user reaches the provider"

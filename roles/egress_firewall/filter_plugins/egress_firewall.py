@@ -22,6 +22,7 @@ egress_firewall_address_in(address, networks)
 """
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import re
 
@@ -124,6 +125,16 @@ def egress_firewall_input_errors(inputs):
     for iface in inputs.get("container_interfaces") or []:
         if not isinstance(iface, str) or not IFACE_RE.match(iface):
             errors.append(f"{PREFIX}container_interfaces: {iface!r} is not an interface name (a trailing * is allowed)")
+    patterns = [i for i in inputs.get("container_interfaces") or [] if isinstance(i, str)]
+    for iface in inputs.get("app_interfaces") or []:
+        if not isinstance(iface, str) or not IFACE_RE.match(iface) or iface.endswith("*"):
+            errors.append(f"{PREFIX}app_interfaces: {iface!r} is not an interface name (no wildcard: the app's own bridge)")
+        elif iface == "docker0":
+            errors.append(f"{PREFIX}app_interfaces: docker0 is where the sandboxes run; "
+                          "the app needs a network of its own (openhands_network_interface)")
+        elif not any(fnmatch.fnmatchcase(iface, p) for p in patterns):
+            errors.append(f"{PREFIX}app_interfaces: {iface!r} is not matched by {PREFIX}container_interfaces, "
+                          "so its forwarded traffic would not be dropped")
     known = _destination_errors("maintenance_destinations", inputs.get("maintenance_destinations"), errors, allow_bedrock=False)
     for name in inputs.get("maintenance_open") or []:
         if name not in known:

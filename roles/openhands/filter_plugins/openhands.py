@@ -4,10 +4,20 @@ openhands_input_errors(inputs)
     Every check argument specs cannot express; a list of messages, each starting with the
     name of the offending variable (empty when valid). ``inputs`` is a dict of the role's
     variables without the ``openhands_`` prefix.
+
+openhands_settings_differ(slurped, llm, extra)
+    Whether the settings store, read with ``slurp``, differs from the wanted LLM settings
+    (the key included) or top-level settings: the store decides, not a record of what the
+    role last sent.
+
+openhands_first_host(subnet)
+    The first host address of an IPv4 subnet (Docker's gateway when none is given).
 """
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
 import re
 from urllib.parse import urlsplit
 
@@ -15,6 +25,7 @@ PREFIX = "openhands_"
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[0-9a-f]{64})?$|^sha256:[0-9a-f]{64}$")
 REPO_RE = re.compile(r"^[a-z0-9]+([._/:-][a-z0-9]+)*$")
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MISSING = object()
 
 
 def _url_ok(value, schemes=("http", "https")) -> bool:
@@ -54,6 +65,21 @@ def openhands_input_errors(inputs):
                 errors.append(f"{PREFIX}bridge_gateway must be the Docker bridge's gateway address, not {gateway}")
         except ValueError:
             errors.append(f"{PREFIX}bridge_gateway is not an IP address (got {gateway!r})")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", str(inputs.get("network_name", ""))) \
+            or inputs.get("network_name") in ("bridge", "host", "none", "default"):
+        errors.append(f"{PREFIX}network_name must name a Docker network of the app's own, not "
+                      f"{inputs.get('network_name')!r} (the sandboxes run on the default bridge)")
+    iface = str(inputs.get("network_interface", ""))
+    if not re.match(r"^[A-Za-z0-9_.-]{1,15}$", iface) or iface in ("docker0", "lo"):
+        errors.append(f"{PREFIX}network_interface must be a bridge name of at most 15 characters of its own, not {iface!r}")
+    subnet = inputs.get("network_subnet")
+    if subnet:
+        try:
+            net = ipaddress.IPv4Network(str(subnet), strict=True)
+            if net.prefixlen > 29:
+                errors.append(f"{PREFIX}network_subnet {subnet} is too small (at most /29)")
+        except ValueError:
+            errors.append(f"{PREFIX}network_subnet is not an IPv4 network such as 172.30.0.0/24 (got {subnet!r})")
     pattern = inputs.get("sandbox_url_pattern")
     if pattern and (not _url_ok(pattern.replace("{port}", "1")) or "{port}" not in pattern):
         errors.append(f"{PREFIX}sandbox_url_pattern must be an http(s) URL containing {{port}} (got {pattern!r})")
@@ -79,6 +105,30 @@ def openhands_input_errors(inputs):
     return errors
 
 
+def openhands_settings_differ(slurped, llm, extra) -> bool:
+    """Whether the settings store (a ``slurp`` result of 1.11.0's settings.json) differs from
+    the wanted LLM settings (model, base_url, api_key under agent_settings.llm) or the wanted
+    top-level ``extra`` settings. A missing or unreadable store differs."""
+    if not isinstance(slurped, dict) or "content" not in slurped:
+        return True
+    try:
+        stored = json.loads(base64.b64decode(slurped["content"]).decode("utf-8"))
+    except ValueError:
+        return True
+    if not isinstance(stored, dict):
+        return True
+    stored_llm = (stored.get("agent_settings") or {}).get("llm") or {}
+    if any(stored_llm.get(field) != value for field, value in (llm or {}).items()):
+        return True
+    return any(stored.get(name, _MISSING) != value for name, value in (extra or {}).items())
+
+
+def openhands_first_host(subnet: str) -> str:
+    """The first host address of an IPv4 subnet: Docker's gateway when none is given."""
+    return str(next(ipaddress.IPv4Network(str(subnet), strict=False).hosts()))
+
+
 class FilterModule:
     def filters(self):
-        return {"openhands_input_errors": openhands_input_errors}
+        return {"openhands_input_errors": openhands_input_errors, "openhands_first_host": openhands_first_host,
+                "openhands_settings_differ": openhands_settings_differ}
