@@ -13,6 +13,9 @@ The maintenance window closes by itself at its deadline (nft element timeouts), 
 does not open it again, an alert is written while it is open, and a destination the
 server's configuration does not know yet (renamed or added in the inventory) opens through
 the role's maintenance_open.
+
+An LLM key swapped in the app's settings store (the API masks it) is put back by the next
+run of the openhands role, which compares the store itself.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ ALERTD_CONFIG = "/etc/airlock-tamper-alertd.json"
 ALERTS = "/var/log/airlock-tamper/alerts.jsonl"
 ALERTD_UNIT = "airlock-tamper-alertd"
 
-from tier import DECOY_IP, probe, wait_for  # noqa: E402
+from tier import DECOY_IP, GATEWAY_KEY, SERVER_IP, http, probe, wait_for  # noqa: E402
 
 server = testinfra.get_host(f"docker://{SERVER}")
 
@@ -227,3 +230,39 @@ def test_a_renamed_destination_opens_through_the_role():
     finally:
         sets_tool("--close")
     assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 9000})["ok"]
+
+
+# ----------------------------------------------------------------------------- the LLM settings
+SETTINGS_PLAY = """
+- hosts: openhands
+  gather_facts: false
+  tasks:
+    - name: Compare and repair the LLM settings
+      ansible.builtin.include_role: {name: openhands, tasks_from: settings.yml}
+"""
+SEED_TASK = "Seed the LLM settings where the store differs"
+STORE = "/var/lib/openhands/settings.json"
+
+
+def stored_llm() -> dict:
+    return json.loads(server.check_output(f"cat {STORE}"))["agent_settings"]["llm"]
+
+
+def test_role_run_puts_back_a_key_swapped_in_the_settings_store():
+    """A logged-in user (or anything that reaches the app's API) swaps the LLM key, keeping
+    the model and URL: the API shows nothing (the key is masked), the store holds the new
+    key, and the next run of the role compares the store itself and puts the gateway key
+    back."""
+    proxy = testinfra.get_host("docker://server_tier-proxy")
+    assert task_status(ansible_playbook(SETTINGS_PLAY), SEED_TASK) == "skipping", \
+        "positive control: the store already differs before the test touched it"
+    before = http(proxy, f"http://{SERVER_IP}:3000/api/v1/settings")[1]
+    swapped = "sk-swapped-by-a-user-0000"
+    status, _ = http(proxy, f"http://{SERVER_IP}:3000/api/v1/settings", "POST",
+                     {"agent_settings_diff": {"llm": {"api_key": swapped}}})
+    assert status == 200
+    assert stored_llm()["api_key"] == swapped, "the swap did not reach the store"
+    assert http(proxy, f"http://{SERVER_IP}:3000/api/v1/settings")[1] == before, "the API shows the swap after all"
+    assert task_status(ansible_playbook(SETTINGS_PLAY), SEED_TASK) == "changed"
+    llm = stored_llm()
+    assert llm["api_key"] == GATEWAY_KEY and llm["model"] == "openai/fake-model", "the gateway key is not back"

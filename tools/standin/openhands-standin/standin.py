@@ -14,7 +14,9 @@ Two modes:
                                       {"error": "Settings not found"} until the first POST,
                                       then the LLM under agent_settings.llm (API key masked)
     POST /api/v1/settings             {"agent_settings_diff": {"llm": {...}}} merged and
-                                      saved to <persistence dir>/settings.json
+                                      saved to <persistence dir>/settings.json in 1.11.0's
+                                      shape: the LLM (key in clear) under agent_settings.llm,
+                                      the other settings at the top level
     GET  /sockets/events              a websocket that echoes text frames
     POST /api/stand-in/sandboxes      start a sandbox container through the Docker socket,
                                       like V1 does: image AGENT_SERVER_IMAGE_REPOSITORY:TAG,
@@ -313,14 +315,17 @@ class AppState:
             json.dump(settings, fh, indent=2, sort_keys=True)
         os.replace(tmp, self.path)
 
+    def llm(self) -> dict:
+        return (self.load().get("agent_settings") or {}).get("llm") or {}
+
     def public(self) -> dict | None:
         """What GET answers; None (404) until settings were saved once, like 1.11.0."""
         settings = self.load()
         if not settings:
             return None
-        llm = settings.get("llm", {})
+        llm = (settings.get("agent_settings") or {}).get("llm") or {}
         return {
-            **settings.get("extra", {}),
+            **{k: v for k, v in settings.items() if k != "agent_settings"},
             "llm_api_key_set": bool(llm.get("api_key")),
             "agent_settings": {"llm": {"model": llm.get("model"), "base_url": llm.get("base_url"), "api_key": None}},
         }
@@ -333,7 +338,7 @@ WEBHOOKS_LOCK = threading.Lock()
 
 def llm_env() -> dict:
     """What a sandbox is given: the settings store first, the LLM_* env vars as fallback."""
-    llm = STATE.load().get("llm", {})
+    llm = STATE.llm()
     return {
         "LLM_MODEL": llm.get("model") or os.environ.get("LLM_MODEL", ""),
         "LLM_BASE_URL": llm.get("base_url") or os.environ.get("LLM_BASE_URL", ""),
@@ -485,11 +490,12 @@ class AppHandler(Handler):
                 return self.reply(422, {"error": "expected {'agent_settings_diff': {'llm': {...}}}"})
             with STATE.lock:
                 settings = STATE.load()
-                settings.setdefault("llm", {}).update({k: v for k, v in diff.items() if k in ("model", "base_url", "api_key")})
+                llm = settings.setdefault("agent_settings", {}).setdefault("llm", {})
+                llm.update({k: v for k, v in diff.items() if k in ("model", "base_url", "api_key")})
                 # Top-level settings (e.g. user_consents_to_analytics) are kept as given.
-                settings.setdefault("extra", {}).update({k: v for k, v in body.items() if k != "agent_settings_diff"})
+                settings.update({k: v for k, v in body.items() if k not in ("agent_settings_diff", "agent_settings")})
                 STATE.save(settings)
-            return self.reply(200, STATE.public())
+            return self.reply(200, {"message": "Settings stored"})
         if path.startswith("/api/v1/webhooks/"):
             sender = str(body.get("sandbox") or "")
             with WEBHOOKS_LOCK:
