@@ -1,0 +1,143 @@
+"""What the proxy tier's tests share: the scenario's hosts and addresses, the extra client
+addresses the tests add, the probes a client runs (HTTPS with curl, SSH with ssh) and what
+fail2ban says it banned.
+
+UFW on nginx_proxy-proxy authorizes the lower half of the scenario's network (molecule.yml),
+where Docker puts every container. The tests add addresses of that network to
+nginx_proxy-client, each acting as a client of its own so that no test's failures, bans or
+repeat-offender count spill into another's: one per jail at the top of the lower half
+(authorized), and the outsider at the top of the upper half (not authorized).
+"""
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+import shlex
+import time
+
+import testinfra
+
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+PROXY, PAM, CLIENT, ADMIN = "nginx_proxy-proxy", "nginx_proxy-pam", "nginx_proxy-client", "nginx_proxy-admin"
+SSH_OPTIONS = ("-o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=no "
+               "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+# Offsets from the top of their half of the network (see extra_address).
+_EXTRA = {"sshd": ("lower", 2), "limit-req": ("lower", 3), "recidive": ("lower", 4), "outsider": ("upper", 2)}
+
+
+def other(name):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+@functools.lru_cache(maxsize=None)
+def ipv4(name) -> dict:
+    """The container's default IPv4 facts (address, network, prefix, interface)."""
+    return other(name).ansible("setup", "gather_subset=!all,network")["ansible_facts"]["ansible_default_ipv4"]
+
+
+def address(name) -> str:
+    return ipv4(name)["address"]
+
+
+def extra_address(purpose) -> str:
+    """The address the tests use as the client for `purpose` (sshd, limit-req, recidive,
+    outsider): near the top of the lower (authorized) or upper (not authorized) half of the
+    scenario's network, far from the addresses Docker gives out from the bottom."""
+    facts = ipv4(PROXY)
+    lower, upper = ipaddress.ip_network(f"{facts['network']}/{facts['prefix']}").subnets(prefixlen_diff=1)
+    half, offset = _EXTRA[purpose]
+    return str((lower if half == "lower" else upper)[-offset])
+
+
+def add_extra_address(purpose) -> str:
+    """Put the address for `purpose` on nginx_proxy-client (a /32 beside its own address,
+    so it is used only when a probe binds to it) and return it."""
+    addr = extra_address(purpose)
+    other(CLIENT).check_output("ip addr replace %s/32 dev %s", addr, ipv4(CLIENT)["interface"])
+    return addr
+
+
+def _curl(url, user=None, source=None, timeout=10) -> str:
+    cmd = f"curl -sk -m {int(timeout)} -o /dev/null -w '%{{http_code}}' "
+    if source:
+        cmd += f"--interface {shlex.quote(source)} "
+    if user:
+        cmd += "-u " + shlex.quote(user) + " "
+    return cmd + shlex.quote(url)
+
+
+def request(client, url, user=None, source=None, timeout=10) -> tuple[str, int]:
+    """(HTTP status, curl's exit code) of a GET from `client`, from its address `source`
+    when given. "000" is no answer: exit code 7 a refused connection (a fail2ban reject),
+    28 a timeout (a dropped packet)."""
+    res = client.run(_curl(url, user, source, timeout))
+    return res.stdout.strip(), res.rc
+
+
+def status(client, url, user=None, source=None, timeout=10) -> str:
+    """HTTP status of a GET as the client sees it ("000": no answer at all)."""
+    return request(client, url, user=user, source=source, timeout=timeout)[0]
+
+
+def statuses(client, url, count, user=None, source=None, timeout=5) -> list[str]:
+    """HTTP statuses of `count` GETs sent one right after another from `client` (one
+    command, so that rate limits see a burst)."""
+    res = client.run(f"for i in $(seq {int(count)}); do {_curl(url, user, source, timeout)}; echo; done")
+    return res.stdout.split()
+
+
+def ssh(client, target, user="nosuchuser", source=None, key=None, command="true"):
+    """An SSH login attempt from `client` (from `source`, with the private key file `key`
+    when given): the command result. The server's answer tells what stopped it, see
+    ssh_outcome."""
+    # A ban that lands mid-handshake leaves the connection hanging (the reject only reaches an
+    # established connection as a soft error): `timeout` ends it.
+    cmd = f"timeout 10 ssh {SSH_OPTIONS} "
+    if source:
+        cmd += f"-b {shlex.quote(source)} "
+    if key:
+        cmd += f"-i {shlex.quote(key)} -o IdentitiesOnly=yes -o PreferredAuthentications=publickey "
+    return client.run(cmd + f"{shlex.quote(user)}@{shlex.quote(target)} {shlex.quote(command)}")
+
+
+def ssh_outcome(res) -> str:
+    """"ok" (logged in), "denied" (sshd answered and refused the login), "refused" (the
+    connection was refused: nothing listens, or a fail2ban reject), "timeout" (dropped)."""
+    if res.rc == 0:
+        return "ok"
+    if "Permission denied" in res.stderr:
+        return "denied"
+    if "Connection refused" in res.stderr:
+        return "refused"
+    if "timed out" in res.stderr or res.rc == 124:
+        return "timeout"
+    return "other: " + res.stderr.strip()[-300:]
+
+
+def banned(jail) -> list[str]:
+    """Addresses fail2ban's `jail` holds banned on the proxy now."""
+    out = other(PROXY).check_output("fail2ban-client status %s", jail)
+    line = next(line for line in out.splitlines() if "Banned IP list:" in line)
+    return line.split(":", 1)[1].split()
+
+
+def fail2ban_log_size() -> int:
+    return int(other(PROXY).check_output("stat -c %s /var/log/fail2ban.log"))
+
+
+def ban_logged(jail, addr, since) -> bool:
+    """Whether fail2ban logged a ban of `addr` by `jail` after byte `since` of its log
+    (the ban itself may have ended by the time one looks)."""
+    log = other(PROXY).check_output("tail -c +%s /var/log/fail2ban.log", str(since + 1))
+    return f"[{jail}] Ban {addr}" in log
+
+
+def wait_for(func, timeout=60, step=1):
+    """func's first truthy result within `timeout` seconds, else its last result."""
+    deadline = time.time() + timeout
+    while True:
+        result = func()
+        if result or time.time() > deadline:
+            return result
+        time.sleep(step)

@@ -1,0 +1,71 @@
+"""fail2ban's sshd, nginx-limit-req and recidive jails ban, each seen from a client address
+of its own on nginx_proxy-client (tests/proxytier.py), so that no ban or repeat-offender
+count spills into another test. Every ban is checked beside positive controls: the proxy
+answers the same probe from the admin client (fail2ban_ignoreip) at the same moment, and
+the banned address on a port its jail does not cover. (nginx-http-auth: test_proxy_tier.py.)
+"""
+from __future__ import annotations
+
+from proxytier import (ADMIN, PROXY, add_extra_address, address, ban_logged, banned, fail2ban_log_size, other, request,
+                       ssh, ssh_outcome, status, statuses, wait_for)
+
+testinfra_hosts = ["nginx_proxy-client"]
+
+FAILURES = 6  # fail2ban_maxretry is 5 in this scenario
+LOGIN_FAIL_BURST = 5  # nginx_proxy_login_fail_burst (the role's default)
+
+
+def test_failed_ssh_logins_get_the_address_banned_by_sshd(host):
+    source, proxy, admin = add_extra_address("sshd"), address(PROXY), other(ADMIN)
+    # An unknown user without a key: one failure in sshd's log per attempt.
+    outcomes = [ssh_outcome(ssh(host, proxy, source=source)) for _ in range(FAILURES)]
+    assert outcomes[0] == "denied", outcomes  # sshd answered this address before the ban
+    assert wait_for(lambda: ssh_outcome(ssh(host, proxy, source=source)) == "refused", 30), \
+        f"{FAILURES} failed SSH logins did not get {source} banned: {outcomes}"
+    assert source in banned("sshd")
+    # Controls: sshd answers the admin's same attempt; the banned address still reaches HTTPS
+    # (the sshd jail bans SSH only).
+    assert ssh_outcome(ssh(admin, proxy)) == "denied"
+    assert request(host, f"https://{proxy}/", source=source) == ("401", 0)
+
+
+def test_failed_login_burst_gets_the_address_banned_by_limit_req(host):
+    source, proxy, admin = add_extra_address("limit-req"), address(PROXY), other(ADMIN)
+    url = f"https://{proxy}/"
+    # Requests without credentials: nginx logs no authentication failure for them (so
+    # nginx-http-auth sees nothing); only the failed-login zone counts them. The first
+    # 1 + burst pass (401), the next are refused (429) and logged, and five such lines ban.
+    codes = statuses(host, url, LOGIN_FAIL_BURST + 1 + FAILURES, source=source)
+    assert codes[:LOGIN_FAIL_BURST + 1] == ["401"] * (LOGIN_FAIL_BURST + 1), codes
+    assert codes[LOGIN_FAIL_BURST + 1] == "429", codes
+    assert wait_for(lambda: request(host, url, source=source, timeout=5) == ("000", 7), 20), \
+        f"the failed-login burst did not get {source} banned: {codes}"
+    assert source in banned("nginx-limit-req") and source not in banned("nginx-http-auth")
+    # Controls: the proxy answers the admin's same request; sshd still answers the banned
+    # address (the jail bans 80 and 443 only).
+    assert status(admin, url) in ("401", "429")
+    assert ssh_outcome(ssh(host, proxy, source=source)) == "denied"
+
+
+def test_an_address_banned_twice_is_held_by_recidive_on_every_port(host):
+    source, proxy, admin = add_extra_address("recidive"), address(PROXY), other(ADMIN)
+    url = f"https://{proxy}/"
+    since = fail2ban_log_size()
+    # First ban: nginx-http-auth, for wrong passwords (six stay within the failed-login burst).
+    statuses(host, url, FAILURES, user="alice:wrong-password-000", source=source)
+    assert wait_for(lambda: ban_logged("nginx-http-auth", source, since), 20), "no nginx-http-auth ban"
+    # Second ban: sshd (its port is not one nginx-http-auth bans).
+    for _ in range(FAILURES):
+        if ssh_outcome(ssh(host, proxy, source=source)) != "denied":
+            break
+    assert wait_for(lambda: ban_logged("sshd", source, since), 20), "no sshd ban"
+    # Two bans within fail2ban_recidive_findtime (fail2ban_recidive_maxretry is 2 here):
+    # recidive bans the address on every port, for fail2ban_recidive_bantime (600 s here).
+    assert wait_for(lambda: source in banned("recidive"), 20), "recidive did not ban a repeat offender"
+    # Once both jails' own bans have ended (fail2ban_bantime, 20 s here), it is still shut out...
+    assert wait_for(lambda: source not in banned("nginx-http-auth") + banned("sshd"), 60), "the jails' bans did not end"
+    assert request(host, url, source=source, timeout=5) == ("000", 7)
+    assert ssh_outcome(ssh(host, proxy, source=source)) == "refused"
+    # ...while the proxy answers the admin's same probes.
+    assert status(admin, url) in ("401", "429")
+    assert ssh_outcome(ssh(admin, proxy)) == "denied"
