@@ -1,0 +1,81 @@
+"""Filters of the dns_resolver role (plain Python, unit-testable).
+
+dns_resolver_input_errors(inputs)
+    Every check argument specs cannot express; a list of messages, each starting with the
+    name of the offending variable (empty when valid). ``inputs`` holds the role's
+    variables without the ``dns_resolver_`` prefix.
+dns_resolver_endpoint_names(endpoints)
+    The DNS names of an LLM endpoint list in the egress firewall's format: every entry's
+    ``hosts``, and ``bedrock-runtime.<region>.amazonaws.com`` for a ``bedrock: true``
+    entry (the name the egress firewall resolves for it), lower case, each once.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+PREFIX = "dns_resolver_"
+HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$", re.I)
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+
+def dns_resolver_endpoint_names(endpoints):
+    names = []
+    for entry in endpoints or []:
+        if not isinstance(entry, dict):
+            continue
+        hosts = [str(h).lower().rstrip(".") for h in entry.get("hosts") or []]
+        if entry.get("bedrock") and entry.get("region"):
+            hosts.append(f"bedrock-runtime.{entry['region']}.amazonaws.com")
+        names += [h for h in hosts if h not in names]
+    return names
+
+
+def _name_errors(var, values, errors) -> None:
+    if not isinstance(values, list):
+        errors.append(f"{PREFIX}{var} must be a list of DNS names")
+        return
+    for i, value in enumerate(values):
+        if not isinstance(value, str) or not HOST_RE.match(value.rstrip(".")):
+            errors.append(f"{PREFIX}{var}[{i}]: {value!r} is not a DNS name (at least two labels of [a-z0-9-])")
+
+
+def dns_resolver_input_errors(inputs):
+    errors = []
+    upstreams = inputs.get("upstreams")
+    if not isinstance(upstreams, list) or not upstreams:
+        errors.append(f"{PREFIX}upstreams must list at least one resolver address (on AWS the VPC resolver)")
+    else:
+        for i, value in enumerate(upstreams):
+            try:
+                address = ipaddress.ip_address(str(value))
+            except ValueError:
+                errors.append(f"{PREFIX}upstreams[{i}]: {value!r} is not an IP address")
+                continue
+            if address.is_loopback or address.is_unspecified:
+                errors.append(f"{PREFIX}upstreams[{i}]: {value} is a loopback or unspecified address; the local resolver "
+                              "listens on loopback itself and must forward to the network's resolver")
+    endpoints = inputs.get("llm_endpoints")
+    if not isinstance(endpoints, list):
+        errors.append(f"{PREFIX}llm_endpoints must be a list of endpoint entries")
+    else:
+        for i, entry in enumerate(endpoints):
+            where = f"llm_endpoints[{i}]"
+            if not isinstance(entry, dict):
+                errors.append(f"{PREFIX}{where} must be a dict (egress_firewall_llm_endpoints format)")
+                continue
+            _name_errors(f"{where}.hosts", entry.get("hosts") or [], errors)
+            if entry.get("bedrock") and not REGION_RE.match(str(entry.get("region") or "")):
+                errors.append(f"{PREFIX}{where}.region: {entry.get('region')!r} is not an AWS region (bedrock: true needs one)")
+    _name_errors("allowed_names", inputs.get("allowed_names"), errors)
+    if not isinstance(inputs.get("manage_resolv_conf"), bool):
+        errors.append(f"{PREFIX}manage_resolv_conf must be true or false")
+    return errors
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "dns_resolver_input_errors": dns_resolver_input_errors,
+            "dns_resolver_endpoint_names": dns_resolver_endpoint_names,
+        }
