@@ -119,9 +119,18 @@ def egress_firewall_input_errors(inputs):
         for port in inputs.get(var) or []:
             if not _port_ok(port):
                 errors.append(f"{PREFIX}{var}: {port!r} is not a TCP port")
-    for user in inputs.get("llm_users") or []:
-        if not isinstance(user, str) or not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user) or user == "root":
-            errors.append(f"{PREFIX}llm_users: {user!r} is not an unprivileged system user name")
+    for var in ("llm_users", "dns_users"):
+        for user in inputs.get(var) or []:
+            if not isinstance(user, str) or not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user) or user == "root":
+                errors.append(f"{PREFIX}{var}: {user!r} is not an unprivileged system user name")
+    if inputs.get("dns_users") and not dns:
+        errors.append(f"{PREFIX}dns_users is set but {PREFIX}dns_servers is empty: name the resolvers they may reach")
+    local = inputs.get("dns_local_resolver")
+    if local and not (_is_address(local) and ipaddress.ip_address(str(local)).is_loopback):
+        errors.append(f"{PREFIX}dns_local_resolver: {local!r} is not a loopback address (the host's own resolver, e.g. 127.0.0.1)")
+    command = inputs.get("dns_allow_command")
+    if command and not (isinstance(command, str) and re.match(r"^/[A-Za-z0-9._/-]+$", command)):
+        errors.append(f"{PREFIX}dns_allow_command: {command!r} is not an absolute path of a command")
     for iface in inputs.get("container_interfaces") or []:
         if not isinstance(iface, str) or not IFACE_RE.match(iface):
             errors.append(f"{PREFIX}container_interfaces: {iface!r} is not an interface name (a trailing * is allowed)")
