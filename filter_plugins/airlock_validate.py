@@ -9,9 +9,11 @@ airlock_probe_plan(llm_url, canaries, dns, vantage="host", gateway_url=None, gat
     whether the destination must be reached. On the host, with ``gateway_user``, the LLM
     endpoint must answer that user and no other; a sandbox must reach the gateway
     (``gateway_url``) and not the endpoint, nor DNS, even the configured resolver
-    (``dns["resolver"]``), which the host must reach.
+    (``dns["resolver"]``), which the host must reach (with ``dns["user"]``, the local
+    resolver's user, as that user only: root is refused).
     ``canaries`` is a list of ``{"host", "port", "proto": tcp|udp}`` that must be blocked;
-    ``dns`` is ``{"name": <a name the resolver knows>, "canary_resolver": <address>}``.
+    ``dns`` is ``{"name": <a name the resolver knows>, "canary_resolver": <address>,
+    "resolver": <address>, "user": <optional>}``.
 
 airlock_probe_rows(results, where)
     Report rows ``{"check", "where", "ok", "detail"}`` from a looped ``command`` result
@@ -61,6 +63,13 @@ def airlock_probe_plan(llm_url, canaries, dns, vantage="host", gateway_url=None,
                      "args": ["dns", str(dns["canary_resolver"]), dns["name"]], "want": False})
         if vantage == "sandbox" and dns.get("resolver"):
             plan.append({"name": f"DNS via the configured resolver ({dns['resolver']}) is blocked (no DNS leaves a sandbox)",
+                         "args": ["dns", str(dns["resolver"]), dns["name"]], "want": False})
+        elif dns.get("resolver") and dns.get("user"):
+            # Only the local resolver's user reaches the configured resolver: its probe is
+            # the positive control of root's, the same query from the same host.
+            plan.append({"name": f"resolves through the configured resolver ({dns['resolver']}) as {dns['user']}, the local resolver",
+                         "args": ["dns", str(dns["resolver"]), dns["name"]], "want": True, "user": dns["user"]})
+            plan.append({"name": f"the configured resolver ({dns['resolver']}) is closed to other users of the host (root)",
                          "args": ["dns", str(dns["resolver"]), dns["name"]], "want": False})
         elif dns.get("resolver"):
             plan.append({"name": f"resolves through the configured resolver ({dns['resolver']})",

@@ -83,6 +83,23 @@ def test_host_plan_with_a_gateway_user_pairs_the_llm_probe_with_its_control():
     assert "reaches the approved LLM endpoint" in plan[0]["name"]
 
 
+def test_host_plan_with_a_resolver_user_pairs_the_dns_probe_with_its_control():
+    """With a local resolver, only its user may query the configured resolver: the same
+    query as root must be refused."""
+    plan = av.airlock_probe_plan("http://llm.test:8000/v1/models", [], {"name": "llm.test", "canary_resolver": "10.0.0.9",
+                                                                        "resolver": "10.0.0.53", "user": "unbound"},
+                                 "host", None, "airlock-llm")
+    assert [(p["args"], p["want"], p.get("user")) for p in plan][2:] == [
+        (["dns", "10.0.0.9", "llm.test"], False, None),
+        (["dns", "10.0.0.53", "llm.test"], True, "unbound"),
+        (["dns", "10.0.0.53", "llm.test"], False, None),
+    ]
+    sandbox = av.airlock_probe_plan("http://llm.test:8000/v1/models", [], {"name": "llm.test", "canary_resolver": "10.0.0.9",
+                                                                           "resolver": "10.0.0.53", "user": "unbound"},
+                                    "sandbox", "http://host.docker.internal:4000/health/liveliness")
+    assert not any("user" in p for p in sandbox)
+
+
 def test_sandbox_plan_reaches_the_gateway_and_nothing_else():
     plan = av.airlock_probe_plan("http://llm.test:8000/v1/models", [{"host": "decoy.test", "port": 80}],
                                  {"name": "llm.test", "canary_resolver": "10.0.0.9", "resolver": "10.0.0.53"},
