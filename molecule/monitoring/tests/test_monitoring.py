@@ -56,6 +56,18 @@ def test_auth_burst(host):
     assert found[0]["details"]["failures"] == 3
 
 
+def test_llm_gateway_refusal(host):
+    """The gateway's request log: a served request is no alert, a refused one (the line its
+    auth hook writes) is, keyed by client and status."""
+    served = json.dumps({"time": "t", "status": 200, "key_alias": "openhands", "model": "m", "client": "172.17.0.9"})
+    refused = json.dumps({"time": "t", "status": 403, "refused": "route", "path": "/key/generate", "method": "POST",
+                          "key_alias": None, "client": "172.17.0.8"})
+    host.run_expect([0], f"echo '{served}' >> /var/log/test/llm-requests.jsonl; echo '{refused}' >> /var/log/test/llm-requests.jsonl")
+    found = wait_for(host, lambda a: a["key"] == "llm_gateway_refused:172.17.0.8:403")
+    assert found[0]["severity"] == "critical" and found[0]["details"]["path"] == "/key/generate"
+    assert not [a for a in alerts(host) if a["key"].startswith("llm_gateway_refused:172.17.0.9")], "a served request alerted"
+
+
 def test_audit_key(host):
     line = ('type=SYSCALL msg=audit(1714557600.123:77): arch=c000003e syscall=257 success=yes auid=1000 uid=0 '
             'comm="visudo" exe="/usr/sbin/visudo" key="sudoers"')

@@ -43,9 +43,9 @@ from email.message import EmailMessage
 
 SEVERITIES = {"info": 0, "warning": 1, "critical": 2}
 WATCHER_TYPES = ("fail2ban", "egress_drop", "egress_drift", "auth_burst", "audit", "service_failure", "cert_expiry",
-                 "maintenance_window")
+                 "maintenance_window", "llm_gateway_refused")
 SINK_TYPES = ("log", "webhook", "email", "sns")
-LINE_WATCHERS = ("fail2ban", "egress_drop", "egress_drift", "auth_burst", "audit")
+LINE_WATCHERS = ("fail2ban", "egress_drop", "egress_drift", "auth_burst", "audit", "llm_gateway_refused")
 SNS_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
 
 
@@ -258,6 +258,18 @@ def parse_egress_drift(text, prefix):
     return {"by": fields.get("by", "?"), "chains": fields.get("chains", "-"), "message": rest[:1000]}
 
 
+def parse_gateway_refusal(text):
+    """A line of the LLM gateway's request log that its auth hook wrote for a refused request
+    ({"refused": reason, "status", "path", "client", ...}); None for any other line."""
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not record.get("refused"):
+        return None
+    return {k: record.get(k) for k in ("refused", "status", "path", "method", "client", "key_alias", "time")}
+
+
 def parse_nginx_auth(text):
     m = NGINX_AUTH.search(text)
     if not m:
@@ -344,6 +356,12 @@ class LineWatcher:
                                       d, event_time)
                 if len(self.hits) > 10000:
                     self.hits = collections.defaultdict(collections.deque, {c: q for c, q in self.hits.items() if q and now - q[-1] <= s["window"]})
+        elif t == "llm_gateway_refused":
+            d = parse_gateway_refusal(text)
+            if d:
+                return make_alert(self.host, t, f"llm_gateway_refused:{d['client']}:{d['status']}", s["severity"],
+                                  f"the LLM gateway refused a request from {d['client'] or '?'}: {d['status']} ({d['refused']}) "
+                                  f"{d['method'] or ''} {d['path'] or ''}".rstrip(), d, event_time)
         elif t == "audit":
             d = parse_audit(text, s["keys"])
             if d:
