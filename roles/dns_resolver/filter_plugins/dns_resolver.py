@@ -27,7 +27,9 @@ def dns_resolver_endpoint_names(endpoints):
         hosts = [str(h).lower().rstrip(".") for h in entry.get("hosts") or []]
         if entry.get("bedrock") and entry.get("region"):
             hosts.append(f"bedrock-runtime.{entry['region']}.amazonaws.com")
-        names += [h for h in hosts if h not in names]
+        for host in hosts:
+            if host not in names:
+                names.append(host)
     return names
 
 
