@@ -158,6 +158,40 @@ def test_gateway_logs_every_request(sandbox):
     assert PROVIDER_KEY not in log.content_string and GATEWAY_KEY not in log.content_string
 
 
+def sandbox_ip(info) -> str:
+    return server.check_output(
+        "docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' " + info["name"]).strip()
+
+
+def test_gateway_logs_every_refused_request_with_its_reason(sandbox):
+    """What the auth hook refuses is in the request log too (alerts watch it): the reason,
+    route and client, never the key the client brought. A served request carries no
+    "refused" (the control)."""
+    before = int(server.check_output(f"wc -l < {REQUEST_LOG}") or 0)
+    wrong_key = "sk-agent-guess-0000000000000000000"
+    assert chat(sandbox)["status"] == 200
+    assert chat(sandbox, key=wrong_key)["status"] == 401
+    assert sandbox_http(sandbox, f"{GATEWAY}/key/generate", "POST",
+                        {"Authorization": f"Bearer {GATEWAY_KEY}", "Content-Type": "application/json"}, {})["status"] == 403
+    assert chat(sandbox, api_base=f"http://{DECOY_IP}:8000/v1")["status"] == 400
+
+    def new_records():
+        records = [json.loads(line) for line in server.check_output(f"cat {REQUEST_LOG}").splitlines()[before:]]
+        return records if len([r for r in records if r.get("refused")]) >= 3 and any(r["status"] == 200 for r in records) else None
+    records = wait_for(new_records, 20)
+    assert records, "the refusals are not in the request log"
+    client = sandbox_ip(sandbox)
+    served = [r for r in records if r["status"] == 200]
+    assert served and not any(r.get("refused") for r in served), served
+    refused = {r["status"]: r for r in records if r.get("refused")}
+    assert refused[401]["refused"] == "key" and refused[401]["key_alias"] is None
+    assert refused[403]["refused"] == "route" and refused[403]["path"] == "/key/generate"
+    assert refused[400]["refused"].startswith("client credentials") and refused[400]["key_alias"] == "openhands"
+    assert {r["client"] for r in refused.values()} == {client}, refused
+    text = server.file(REQUEST_LOG).content_string
+    assert wrong_key not in text and GATEWAY_KEY not in text and PROVIDER_KEY not in text
+
+
 def test_gateway_reached_from_containers_only(sandbox):
     assert sandbox_http(sandbox, f"{GATEWAY}/health/liveliness")["status"] == 200, "positive control"
     for outsider in (decoy, proxy):

@@ -15,7 +15,8 @@ server's configuration does not know yet (renamed or added in the inventory) ope
 the role's maintenance_open.
 
 An LLM key swapped in the app's settings store (the API masks it) is put back by the next
-run of the openhands role, which compares the store itself.
+run of the openhands role, which compares the store itself. A request the LLM gateway
+refuses (a sandbox trying a key of its own) raises an alert from the request log.
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ ALERTD_PATH = "/usr/local/lib/airlock-tamper-alertd.py"
 ALERTD_CONFIG = "/etc/airlock-tamper-alertd.json"
 ALERTS = "/var/log/airlock-tamper/alerts.jsonl"
 ALERTD_UNIT = "airlock-tamper-alertd"
+REQUEST_LOG = "/var/log/airlock-llm-gateway/requests.jsonl"
 
-from tier import DECOY_IP, GATEWAY_KEY, SERVER_IP, http, probe, wait_for  # noqa: E402
+from tier import DECOY_IP, GATEWAY_KEY, SERVER_IP, http, probe, start_sandbox, wait_for  # noqa: E402
 
 server = testinfra.get_host(f"docker://{SERVER}")
 
@@ -110,13 +112,15 @@ DRIFT_TASK = "Compare the live table with the ruleset and reload it on any diffe
 @pytest.fixture(scope="module", autouse=True)
 def alertd():
     """The monitoring role's alertd in the server container: the egress_drift watcher on the
-    journal (as the role configures it) and the maintenance_window check, to a log sink."""
+    journal (as the role configures it), the maintenance_window check and the LLM gateway's
+    request log, to a log sink."""
     assert wait_for(lambda: server.run("nft list table inet airlock").rc == 0, 120), "the firewall's table is not loaded"
     subprocess.run(["docker", "cp", str(ROOT / "roles" / "monitoring" / "files" / "alertd.py"), f"{SERVER}:{ALERTD_PATH}"],
                    check=True, capture_output=True)
     config = {"host": SERVER, "dedup_window": 0, "poll_interval": 0.2,
               "watchers": [{"type": "egress_drift", "source": {"journal": {"SYSLOG_IDENTIFIER": "airlock-egress-sets"}}},
-                           {"type": "maintenance_window", "interval": 1}],
+                           {"type": "maintenance_window", "interval": 1},
+                           {"type": "llm_gateway_refused", "source": {"file": REQUEST_LOG}}],
               "sinks": [{"type": "log", "path": ALERTS}]}
     server.check_output(f"echo {shlex.quote(json.dumps(config))} > {ALERTD_CONFIG}")
     server.check_output(f"python3 {ALERTD_PATH} --check-config {ALERTD_CONFIG}")
@@ -266,3 +270,34 @@ def test_role_run_puts_back_a_key_swapped_in_the_settings_store():
     assert task_status(ansible_playbook(SETTINGS_PLAY), SEED_TASK) == "changed"
     llm = stored_llm()
     assert llm["api_key"] == GATEWAY_KEY and llm["model"] == "openai/fake-model", "the gateway key is not back"
+
+
+# ----------------------------------------------------------------------------- the LLM gateway
+def test_a_request_the_gateway_refuses_raises_an_alert():
+    """A sandbox tries a key of its own at the gateway: refused (401), logged, and an alert
+    names the sandbox's address. The same sandbox's request with the gateway key is served
+    and raises none (the control)."""
+    proxy = testinfra.get_host("docker://server_tier-proxy")
+    info = start_sandbox(proxy)
+    try:
+        client = server.check_output(
+            "docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' " + info["name"]).strip()
+        start = time.time()
+        request = ("import json, sys, urllib.request, urllib.error\n"
+                   "req = urllib.request.Request('http://host.docker.internal:4000/v1/chat/completions', method='POST',\n"
+                   "    data=json.dumps({'model': 'fake-model', 'messages': [{'role': 'user', 'content': 'x'}]}).encode(),\n"
+                   "    headers={'Content-Type': 'application/json', 'Authorization': 'Bearer ' + sys.stdin.read().strip()})\n"
+                   "try:\n    print(urllib.request.urlopen(req, timeout=20).status)\n"
+                   "except urllib.error.HTTPError as e:\n    print(e.code)\n")
+        script = shlex.quote(request)
+        served = server.run(f"echo {GATEWAY_KEY} | docker exec -i {info['name']} python3 -c {script}")
+        assert served.stdout.strip() == "200", served.stdout + served.stderr
+        time.sleep(2)
+        assert not [a for a in alerts("llm_gateway_refused", start) if a["details"]["client"] == client], \
+            "a served request raised an alert"
+        refused = server.run(f"echo sk-agent-own-key-000000000000 | docker exec -i {info['name']} python3 -c {script}")
+        assert refused.stdout.strip() == "401", refused.stdout + refused.stderr
+        found = wait_for(lambda: [a for a in alerts("llm_gateway_refused", start) if a["key"] == f"llm_gateway_refused:{client}:401"], 20)
+        assert found and found[0]["severity"] == "critical" and found[0]["details"]["refused"] == "key", found
+    finally:
+        http(proxy, f"http://{SERVER_IP}:3000/api/stand-in/sandboxes/{info['id']}", "DELETE")

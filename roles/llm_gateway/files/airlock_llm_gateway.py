@@ -14,6 +14,10 @@ Two documented LiteLLM extension points, nothing else:
 ``request_log`` (``litellm_settings.callbacks``)
     One JSON line per request, success or failure, in the request log: time, key alias,
     model, status, tokens, latency, client address. The provider key is never written.
+    A request the auth hook refuses is logged there too, with ``"refused"`` (the reason),
+    the route and the client address (never the key it brought): alerts watch for them,
+    since the app and its sandboxes, using the gateway key on the inference routes, are
+    never refused.
 
 The configuration is the JSON file named by AIRLOCK_GATEWAY_CONFIG:
     {"routes": [...], "request_log": PATH,
@@ -48,25 +52,46 @@ CLIENT_SIDE = frozenset({
 })
 
 
-def _deny(message: str, code: int) -> ProxyException:
+LOG_LOCK = threading.Lock()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _append(record: dict) -> None:
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with LOG_LOCK, open(CONFIG["request_log"], "a", encoding="utf-8") as fh:
+        fh.write(line)
+
+
+def _deny(request: Request, message: str, code: int, reason: str, alias: str | None = None) -> ProxyException:
+    """The refusal, logged first (reason, route, client; never the key it brought)."""
+    try:
+        _append({"time": _now(), "status": code, "refused": reason, "path": request.url.path[:200],
+                 "method": request.method, "key_alias": alias,
+                 "client": request.client.host if request.client else None})
+    except OSError:
+        pass  # the refusal stands even when the log cannot be written
     return ProxyException(message=message, type="auth_error", param=None, code=code)
 
 
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     path = request.url.path
     if path not in ROUTES:
-        raise _deny(f"route not served by this gateway: {path}", 403)
+        raise _deny(request, f"route not served by this gateway: {path}", 403, "route")
     digest = hashlib.sha256((api_key or "").encode()).hexdigest()
     match = None
     for alias, want, entry in KEYS:  # compare with every key: no timing hint of which one
         if hmac.compare_digest(digest, want):
             match = (alias, entry)
     if match is None:
-        raise _deny("invalid gateway key", 401)
+        raise _deny(request, "invalid gateway key", 401, "key")
     body = await _json_body(request)
     named = sorted(CLIENT_SIDE.intersection(body)) if isinstance(body, dict) else []
     if named:
-        raise _deny(f"this gateway chooses the upstream and its credentials; remove {', '.join(named)}", 400)
+        raise _deny(request, f"this gateway chooses the upstream and its credentials; remove {', '.join(named)}", 400,
+                    "client credentials: " + ", ".join(named), match[0])
     alias, entry = match
     limits = {name: entry[name] for name in LIMITS if entry.get(name)}
     return UserAPIKeyAuth(api_key=api_key, key_alias=alias, key_name=alias, **limits)
@@ -86,11 +111,6 @@ async def _json_body(request: Request):
 class RequestLog(CustomLogger):
     """Appends one JSON line per request to the request log (a plain file, logrotate'd)."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self.path = path
-        self.lock = threading.Lock()
-
     def _write(self, kwargs, start_time, end_time, status) -> None:
         slo = kwargs.get("standard_logging_object") or {}
         meta = slo.get("metadata") or {}
@@ -98,8 +118,8 @@ class RequestLog(CustomLogger):
             latency = round((end_time - start_time).total_seconds() * 1000, 1)
         except (TypeError, AttributeError):
             latency = None
-        record = {
-            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        _append({
+            "time": _now(),
             "key_alias": meta.get("user_api_key_alias"),
             "model": slo.get("model_group") or kwargs.get("model"),
             "status": status,
@@ -108,10 +128,7 @@ class RequestLog(CustomLogger):
             "latency_ms": latency,
             "client": slo.get("requester_ip_address") or None,
             "call_type": slo.get("call_type") or kwargs.get("call_type"),
-        }
-        line = json.dumps(record, sort_keys=True) + "\n"
-        with self.lock, open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line)
+        })
 
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
         self._write(kwargs, start_time, end_time, 200)
@@ -126,4 +143,4 @@ class RequestLog(CustomLogger):
         self._write(kwargs, start_time, end_time, code)
 
 
-request_log = RequestLog(CONFIG["request_log"])
+request_log = RequestLog()
