@@ -19,6 +19,11 @@ airlock_probe_rows(results, where)
     Report rows ``{"check", "where", "ok", "detail"}`` from a looped ``command`` result
     whose loop items came from airlock_probe_plan (reach.py exits 0 when it reached).
 
+airlock_control_plan(canaries, dns, where)
+    The positive controls of the canary blocks: each canary (and the foreign resolver) must
+    answer ``where``, a vantage point outside the server (validate_outsiders); without them
+    a dead decoy would pass every block check.
+
 airlock_port_plan(address, ports, want_open, where)
     TCP probes of ``address`` on each port, in the same form as airlock_probe_plan:
     "answers <where>" when ``want_open``, "is closed to <where>" otherwise.
@@ -90,6 +95,23 @@ def airlock_probe_rows(results, where):
     return rows
 
 
+def airlock_control_plan(canaries, dns, where):
+    """The positive controls of the blocks: every canary (and the foreign resolver) probed
+    from ``where``, a vantage point outside the server that must reach them. A block proven
+    beside its control cannot be a dead decoy."""
+    plan = []
+    for canary in canaries or []:
+        proto = canary.get("proto", "tcp")
+        if proto not in ("tcp", "udp"):
+            raise ValueError(f"validate_canaries: proto must be tcp or udp, got {proto!r}")
+        plan.append({"name": f"positive control: canary {canary['host']}:{canary['port']}/{proto} answers {where}",
+                     "args": [proto, str(canary["host"]), str(canary["port"])], "want": True})
+    if dns:
+        plan.append({"name": f"positive control: the foreign resolver ({dns['canary_resolver']}) answers {where}",
+                     "args": ["dns", str(dns["canary_resolver"]), dns["name"]], "want": True})
+    return plan
+
+
 def airlock_port_plan(address, ports, want_open, where):
     return [{
         "name": f"{address}:{port} {'answers' if want_open else 'is closed to'} {where}",
@@ -117,6 +139,7 @@ def airlock_report_markdown(rows, title):
 class FilterModule:
     def filters(self):
         return {
+            "airlock_control_plan": airlock_control_plan,
             "airlock_probe_plan": airlock_probe_plan,
             "airlock_probe_rows": airlock_probe_rows,
             "airlock_port_plan": airlock_port_plan,
