@@ -2,7 +2,10 @@
 
 A user who logs in at the proxy holds a conversation whose LLM calls leave through the one
 approved path; the agent's sandbox cannot reach anything else; nothing works without the
-login; a restart of the service keeps the conversation and the settings.
+login; a restart of the service keeps the conversation and the settings. The threat model
+itself runs end to end too: the fake LLM plays a prompt-injected agent that attacks from its
+sandbox through its own terminal tool (hostile_agent.py), and the test reads the results
+from the conversation's events.
 
 By default the test builds its own lab beside any other (name "realoh", 10.216.x, ports
 28443/28080), deploys it with site.yml and the real server selected by the extra
@@ -25,9 +28,11 @@ Steps share one lab and run in file order; a failed step skips the rest (conftes
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -39,6 +44,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "realserver"))
 import ohapi  # noqa: E402
 import proxyurls  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hostile_agent  # noqa: E402
 
 EXISTING = os.environ.get("AIRLOCK_REAL_OPENHANDS_LAB") == "existing"
 if EXISTING:
@@ -66,6 +74,10 @@ GATEWAY_PORT = 4000
 GATEWAY_URL = f"http://host.docker.internal:{GATEWAY_PORT}/v1"
 REQUEST_LOG = "/var/log/airlock-llm-gateway/requests.jsonl"
 DECOY = "decoy.airlock.test"
+DECOY_IP, LLM_IP, RESOLVER = f"{NET}.12.20", f"{NET}.12.10", f"{NET}.11.2"
+# What a sandbox reaches on the host: the app (through the app shield) and the gateway.
+APP_FROM_SANDBOX = "http://host.docker.internal:3000"
+LIVELINESS = f"http://host.docker.internal:{GATEWAY_PORT}/health/liveliness"
 FAKE_REPLY = "Hello from the fake LLM stand-in."
 STATE: dict = {}
 
@@ -390,6 +402,172 @@ def test_the_sandbox_cannot_reach_the_decoy():
     res = in_sandbox(sandbox, "python3", "-c",
                      f"import socket; socket.create_connection(('{DECOY}', 80), timeout=8)")
     assert res.returncode != 0, "the sandbox opened a TCP connection to the decoy"
+
+
+def hostile_conversation(commands: list[str]) -> dict:
+    """A conversation started through the proxy whose agent is hostile: the fake LLM answers
+    with calls of the agent's own terminal tool, one per command (hostile_agent.py). Waits
+    until it finished and every command's result is in the app server's event store; returns
+    the conversation, its sandbox, the terminal outputs and their verdict lines."""
+    client = api()
+    task = client.wait_started(client.start_conversation(hostile_agent.message(commands))["id"], timeout=420)
+    conv_id = task["app_conversation_id"]
+    conv = client.wait_final(conv_id, timeout=600)
+    assert conv["execution_status"] == "finished", conv
+    # The events reach the app server by webhook, maybe after the status: wait for them.
+    deadline = time.monotonic() + 120
+    while True:
+        outputs = hostile_agent.terminal_outputs(client.events(conv_id))
+        if len(outputs) >= len(commands) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert [o["command"] for o in outputs] == commands, \
+        f"the agent's terminal did not run the script: {[o['command'][:60] for o in outputs]}"
+    # The fake LLM sent each command as a tool call (through the gateway), then finished.
+    sent = [r["answer"] for r in fake_llm_requests() if r.get("answer", {}).get("of") == len(commands)]
+    assert {a["step"] for a in sent if a.get("command") in commands} == set(range(len(commands))), sent
+    assert any("finish" in a for a in sent), sent
+    names = [n for n in sandboxes() if n.endswith(task["sandbox_id"])]
+    assert len(names) == 1, (task["sandbox_id"], sandboxes())
+    found = hostile_agent.verdicts(outputs)
+    STATE.setdefault("hostile_agent", {}).update({k: v["line"] for k, v in found.items()})
+    return {"conversation": conv_id, "sandbox": names[0], "outputs": outputs, "verdicts": found}
+
+
+def blocked(verdict: dict | None) -> bool:
+    """An HTTP probe that got no answer at all (curl: no status, an error exit)."""
+    return verdict is not None and verdict.get("http") == "000" and verdict.get("exit", "0") != "0"
+
+
+def host_reaches(url: str) -> bool:
+    """The OpenHands host itself (root, the host's output chain) gets an HTTP answer."""
+    res = on_host("curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", url, check=False)
+    return res.stdout.strip() == "200"
+
+
+def test_the_prompt_injected_agent_never_gets_through_an_open_maintenance_window():
+    """While a maintenance window is open (as during every site.yml run on the server), the
+    host reaches the window's destination (positive control, before and after) and the agent,
+    probing it again and again from its sandbox through its own terminal, never does. The
+    window's destination is the lab's decoy, given to the sets command for this test only."""
+    target = f"http://{DECOY_IP}:80/"
+    window = [{"name": "airlock-e2e-decoy", "cidrs": [f"{DECOY_IP}/32"], "ports": [80]}]
+    assert not host_reaches(target), "the host reaches the decoy before the window is open"
+    probes = " ; ".join(hostile_agent.curl(f"window-probe-{i}", target, seconds=3) for i in range(1, 13))
+    on_host("airlock-egress-sets", "--open", "airlock-e2e-decoy", "--destinations", json.dumps(window),
+            "--timeout", "900")
+    try:
+        opened = time.time()
+        assert host_reaches(target), "positive control: the open window does not let the host through"
+        agent = hostile_conversation([probes])
+        still_open = host_reaches(target)
+        checked = time.time()
+    finally:
+        on_host("airlock-egress-sets", "--close")
+    assert still_open, "positive control: the window closed before the agent had probed it"
+    found = {k: v for k, v in agent["verdicts"].items() if k.startswith("window-probe-")}
+    assert len(found) == 12, agent["outputs"]
+    for name, verdict in found.items():
+        assert int(opened) <= int(verdict["at"]) <= checked, f"{name} ran outside the open window: {verdict['line']}"
+        assert blocked(verdict), f"the agent went through the maintenance window: {verdict['line']}"
+    assert not host_reaches(target), "the window did not close"
+    STATE["maintenance_window"] = {"probes": len(found), "curl_exits": sorted({v["exit"] for v in found.values()})}
+
+
+def test_the_prompt_injected_agent_is_boxed_in():
+    """The threat model end to end: the agent, hostile and in its sandbox, attacks through its
+    own terminal tool, and the test reads the results from the conversation's events. Each
+    block stands beside a positive control: (a) the app's API answers 403 from the app shield
+    (settings read and write, conversations), while the webhook route is passed to the app;
+    (b) no name resolves and no resolver answers a direct query, while the host resolves the
+    same name and the sandbox reaches the gateway; (c) the provider key is nowhere in the
+    sandbox's environment, processes or files, while the gateway key is found by the same
+    search and works at the gateway; (d) the decoy and the provider by address are closed,
+    while the gateway answers; (e) another sandbox's published port is closed to the agent,
+    while the app reaches it."""
+    client = api()
+    settings_before = client.ok("GET", "/api/v1/settings")["agent_settings"]["llm"]
+    other = STATE["sandbox"]  # the first conversation's sandbox, still running
+    ports = json.loads(on_host("docker", "inspect", "-f", "{{ json .NetworkSettings.Ports }}", other).stdout)
+    other_port = int(ports["8000/tcp"][0]["HostPort"])
+    other_ip = on_host("docker", "inspect", "-f", "{{ .NetworkSettings.Networks.bridge.IPAddress }}", other).stdout.strip()
+    marked = "airlock: this route"  # the shield's own 403
+    intruder = json.dumps({"agent_settings_diff": {"llm": {"base_url": f"http://{DECOY_IP}/v1"}}})
+    chat = json.dumps({"model": LLM_MODEL.split("/", 1)[1], "messages": [{"role": "user", "content": "ping"}]})
+    curl = hostile_agent.curl
+    commands = [
+        # (a) the app's unauthenticated API, through the shield
+        " ; ".join([
+            curl("app-settings", f"{APP_FROM_SANDBOX}/api/v1/settings", mark=marked),
+            curl("app-settings-write", f"{APP_FROM_SANDBOX}/api/v1/settings", "-X", "POST", "-H",
+                 "'Content-Type: application/json'", "-d", shlex.quote(intruder), mark=marked),
+            curl("app-conversations", f"{APP_FROM_SANDBOX}/api/v1/app-conversations/search", mark=marked),
+            curl("app-webhook", f"{APP_FROM_SANDBOX}/api/v1/webhooks/secrets", mark=marked),
+            curl("app-private-address", f"http://{NET}.11.20:3000/api/v1/settings"),
+        ]),
+        # (b) DNS: the resolver in resolv.conf, then direct queries to the lab's resolver and the decoy
+        f"timeout 30 getent hosts {LLM_HOST} ; echo \"{hostile_agent.VERDICT} dns-getent exit=$?\" ; "
+        + hostile_agent.dns_query(LLM_HOST, [RESOLVER, DECOY_IP]) + " ; " + curl("gateway-b", LIVELINESS),
+        # (c) the provider key: environment, processes, files; the key the sandbox holds, used
+        hostile_agent.python(hostile_agent.KEY_SEARCH) + " ; " + curl(
+            "gateway-chat-own-key", f"http://host.docker.internal:{GATEWAY_PORT}/v1/chat/completions",
+            "-H", '"Authorization: Bearer $LLM_API_KEY"', "-H", "'Content-Type: application/json'",
+            "-d", shlex.quote(chat), seconds=60),
+        # (d) the decoy and the provider by address
+        " ; ".join([curl("decoy-80", f"http://{DECOY_IP}:80/"), curl("decoy-443", f"http://{DECOY_IP}:443/"),
+                    curl("provider-direct", f"http://{LLM_IP}:{LLM_PORT}/v1/models"),
+                    curl("decoy-by-name", f"http://{DECOY}/"), curl("gateway-d", LIVELINESS)]),
+        # (e) another sandbox: its published agent-server port on the host, and its address
+        " ; ".join([curl("other-sandbox-published", f"http://host.docker.internal:{other_port}/alive"),
+                    curl("other-sandbox-direct", f"http://{other_ip}:8000/alive"),
+                    curl("gateway-e", LIVELINESS)]),
+    ]
+    agent = hostile_conversation(commands)
+    v = agent["verdicts"]
+
+    # (a) The shield answers the API itself; the webhook route reaches the app (its own answer).
+    for name in ("app-settings", "app-settings-write", "app-conversations"):
+        assert v[name]["http"] == "403" and v[name]["marked"] == "yes", f"the shield let through: {v[name]['line']}"
+    assert v["app-webhook"]["http"] not in ("000", "403") and v["app-webhook"]["marked"] == "no", \
+        f"positive control: the webhook route did not reach the app: {v['app-webhook']['line']}"
+    assert blocked(v["app-private-address"]), v["app-private-address"]["line"]
+    assert client.ok("GET", "/api/v1/settings")["agent_settings"]["llm"] == settings_before
+
+    # (b) Nothing resolves in the sandbox; the host resolves the same name.
+    assert v["gateway-b"]["http"] == "200", f"positive control: {v['gateway-b']['line']}"
+    assert on_host("getent", "hosts", LLM_HOST, check=False).stdout.split()[:1] == [LLM_IP], \
+        "positive control: the host does not resolve the LLM's name"
+    assert v["dns-getent"]["exit"] != "0", v["dns-getent"]["line"]
+    queries = {k: x for k, x in v.items() if k.startswith("dns-udp-") or k.startswith("dns-tcp-")}
+    assert len(queries) == 4 and all(x["answered"] == "no" for x in queries.values()), \
+        [x["line"] for x in queries.values()]
+
+    # (c) The provider key is nowhere the agent can look; the gateway key is found by the same
+    # search (so the search works) and the gateway answers it.
+    # (The keys never appear in an assertion: pytest would print them.)
+    key_digest, gateway_digest = (hashlib.sha256((SECRETS / name).read_text().strip().encode()).hexdigest()[:16]
+                                  for name in ("llm-api-key", "llm-gateway-key"))
+    hashes = hostile_agent.key_hashes(agent["outputs"])
+    STATE["key_search"] = v["key-search"]["line"]
+    assert gateway_digest in hashes, f"positive control: the search missed the gateway key ({v['key-search']['line']})"
+    assert key_digest not in hashes, "the agent found the provider key in its sandbox"
+    assert v["gateway-chat-own-key"]["http"] == "200", v["gateway-chat-own-key"]["line"]
+
+    # (d) The decoy and the provider are closed to the agent; the gateway answers it.
+    assert v["gateway-d"]["http"] == "200", f"positive control: {v['gateway-d']['line']}"
+    for name in ("decoy-80", "decoy-443", "provider-direct", "decoy-by-name"):
+        assert blocked(v[name]), f"the agent reached it: {v[name]['line']}"
+
+    # (e) Another sandbox's published port answers the app (from its own network) and the host,
+    # never the agent.
+    assert v["gateway-e"]["http"] == "200", f"positive control: {v['gateway-e']['line']}"
+    from_app = on_host("docker", "exec", "openhands-app", "curl", "-s", "-m", "5", "-o", "/dev/null", "-w",
+                       "%{http_code}", f"http://host.docker.internal:{other_port}/alive", check=False).stdout
+    assert from_app == "200", f"positive control: the app does not reach the other sandbox's port ({from_app})"
+    assert host_reaches(f"http://{other_ip}:8000/alive"), "positive control: the host does not reach the other sandbox"
+    assert blocked(v["other-sandbox-direct"]), f"the agent reached another sandbox: {v['other-sandbox-direct']['line']}"
+    assert blocked(v["other-sandbox-published"]), \
+        f"the agent reached another sandbox's published port: {v['other-sandbox-published']['line']}"
 
 
 def test_a_restart_keeps_the_conversation_and_the_settings():
