@@ -1,0 +1,87 @@
+"""site.yml checks every role's input on every host before any host changes.
+
+A mistake in a server-tier value (an NTP server that is not an address, which only the
+server's egress firewall checks) used to be refused after the proxy play had already
+written its configuration. The preflight plays run each tier's role checks first, with
+any_errors_fatal: the run stops, naming the variable, before the proxy tier's play starts.
+
+Two local hosts stand in for the tiers (a proxy and a server, both this machine, nothing
+configured: every run is limited to `--tags airlock_preflight`): with valid input the run
+passes with nothing changed and goes on to the tier plays (the positive control); with one
+bad value it fails in the preflight and the proxy tier's play never starts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = {
+    "airlock_authorized_cidrs": ["203.0.113.0/24"],
+    "airlock_admin_cidrs": ["203.0.113.10/32"],
+    "airlock_public_hostname": "openhands.example.org",
+    "airlock_public_url": "https://openhands.example.org",
+    "airlock_openhands_address": "10.0.1.10",
+    "airlock_openhands_port": 3000,
+    "airlock_proxy_private_address": "10.0.0.10",
+    "airlock_sandbox_port_range": {"start": 32768, "end": 60999},
+    "airlock_users": [{"name": "alice", "password": "a-long-enough-password-1"}],
+    "airlock_ntp_servers": ["169.254.169.123"],
+    "airlock_dns_servers": ["10.0.0.2"],
+    "airlock_llm_endpoints": [{"name": "openai", "hosts": ["api.openai.com"], "port": 443}],
+    "airlock_llm_model": "openai/gpt-4o",
+    "airlock_llm_base_url": "https://api.openai.com/v1",
+    "airlock_llm_api_key": "sk-preflight-test-provider-key",
+    "airlock_llm_gateway_port": 4000,
+    "airlock_llm_gateway_key": "sk-preflight-test-gateway-key-0123456789",
+    "airlock_alert_sinks": [{"type": "log", "path": "/var/log/airlock/alerts.jsonl"}],
+}
+
+
+def site(tmp_path: Path, extra: dict, *args: str) -> subprocess.CompletedProcess:
+    """site.yml on a proxy and two servers (all this machine); `extra` is set on the first
+    server only, so the second one's preflight passes: one bad host must stop them all."""
+    inventory = tmp_path / "hosts.yml"
+    local = {"ansible_connection": "local", "ansible_become": False, "ansible_python_interpreter": sys.executable}
+    inventory.write_text(json.dumps({"all": {"vars": GOOD, "children": {
+        "proxy": {"hosts": {"preflight-proxy": local}},
+        "openhands": {"hosts": {"preflight-server": {**local, **extra}, "preflight-server2": local}}}}}))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), str(ROOT / "site.yml"), *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+
+
+def changed(output: str) -> dict:
+    return {host: int(n) for host, n in re.findall(r"^(preflight-[\w-]+)\s*:.*?changed=(\d+)", output, re.M)}
+
+
+def test_valid_input_passes_the_preflight_and_changes_nothing(tmp_path):
+    res = site(tmp_path, {}, "--tags", "airlock_preflight")
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert "PLAY [Preflight, server tier" in res.stdout and "PLAY [Proxy tier" in res.stdout
+    assert changed(res.stdout) == {"preflight-proxy": 0, "preflight-server": 0, "preflight-server2": 0}, res.stdout[-2000:]
+
+
+@pytest.mark.parametrize("extra,variable", [
+    ({"airlock_ntp_servers": ["time.example.org"]}, "egress_firewall_ntp_servers"),
+    ({"airlock_openhands_port": 0}, "openhands_port"),
+    ({"airlock_llm_gateway_key": ""}, "llm_gateway_keys"),
+    ({"airlock_dns_servers": ["resolver.example.org"]}, "dns_resolver_upstreams"),
+])
+def test_a_server_tier_mistake_stops_the_run_before_the_proxy_changes(tmp_path, extra, variable):
+    # --tags airlock_preflight: the preflight runs whole (its tasks are tagged always), and
+    # should it ever let a mistake through, the later plays run their always-tagged tasks
+    # alone (checks and facts), so this machine is never configured by the test.
+    res = site(tmp_path, extra, "--tags", "airlock_preflight")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert variable in out, out[-4000:]
+    assert "PLAY [Proxy tier" not in out, "the proxy tier's play started before the input was refused"
+    assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
