@@ -5,14 +5,15 @@ fail2ban says it banned.
 UFW on nginx_proxy-proxy authorizes the lower half of the scenario's network (molecule.yml),
 where Docker puts every container. The tests add addresses of that network to
 nginx_proxy-client, each acting as a client of its own so that no test's failures, bans or
-repeat-offender count spill into another's: one per jail at the top of the lower half
-(authorized), and the outsider at the top of the upper half (not authorized).
+repeat-offender count spill into another's: one per jail in the upper part of the lower half
+(authorized), and the outsider in the upper half (not authorized).
 """
 from __future__ import annotations
 
 import functools
 import ipaddress
 import os
+import random
 import shlex
 import time
 
@@ -22,8 +23,8 @@ INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 PROXY, PAM, CLIENT, ADMIN = "nginx_proxy-proxy", "nginx_proxy-pam", "nginx_proxy-client", "nginx_proxy-admin"
 SSH_OPTIONS = ("-o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=no "
                "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
-# Offsets from the top of their half of the network (see extra_address).
-_EXTRA = {"sshd": ("lower", 2), "limit-req": ("lower", 3), "recidive": ("lower", 4), "outsider": ("upper", 2)}
+_RANDOM = random.Random()
+_TAKEN: set[str] = set()
 
 
 def other(name):
@@ -40,14 +41,21 @@ def address(name) -> str:
     return ipv4(name)["address"]
 
 
+@functools.lru_cache(maxsize=None)
 def extra_address(purpose) -> str:
-    """The address the tests use as the client for `purpose` (sshd, limit-req, recidive,
-    outsider): near the top of the lower (authorized) or upper (not authorized) half of the
-    scenario's network, far from the addresses Docker gives out from the bottom."""
+    """The address the tests use as the client for `purpose` ("outsider": not authorized; any
+    other name, a jail's: authorized), drawn near the top of the lower (authorized) or upper
+    half of the scenario's network, far from the addresses Docker gives out from the bottom.
+    Drawn afresh for each test session: a second verify on the same proxy would otherwise
+    meet fail2ban's memory of the first (recidive would hold those addresses)."""
     facts = ipv4(PROXY)
     lower, upper = ipaddress.ip_network(f"{facts['network']}/{facts['prefix']}").subnets(prefixlen_diff=1)
-    half, offset = _EXTRA[purpose]
-    return str((lower if half == "lower" else upper)[-offset])
+    half = upper if purpose == "outsider" else lower
+    while True:
+        addr = str(half[-_RANDOM.randrange(2, min(half.num_addresses // 2, 250))])
+        if addr not in _TAKEN:
+            _TAKEN.add(addr)
+            return addr
 
 
 def add_extra_address(purpose) -> str:

@@ -1,10 +1,16 @@
-"""fail2ban's sshd, nginx-limit-req and recidive jails ban, each seen from a client address
-of its own on nginx_proxy-client (tests/proxytier.py), so that no ban or repeat-offender
-count spills into another test. Every ban is checked beside positive controls: the proxy
-answers the same probe from the admin client (fail2ban_ignoreip) at the same moment, and
-the banned address on a port its jail does not cover. (nginx-http-auth: test_proxy_tier.py.)
+"""fail2ban's jails ban (sshd, nginx-limit-req, recidive, nginx-http-auth), each seen from a
+client address of its own on nginx_proxy-client (tests/proxytier.py), so that no ban or
+repeat-offender count spills into another test. Every ban is checked beside positive
+controls: the proxy answers the same probe from the admin client (fail2ban_ignoreip) at the
+same moment, and the banned address on a port its jail does not cover.
+
+This file runs after test_proxy_tier.py (pytest takes the files in name order): its last
+test spends the admin's failed-login allowance (nginx_proxy_login_fail_rate) for a minute,
+and the login tests there expect 401, not 429, from the admin.
 """
 from __future__ import annotations
+
+import time
 
 from proxytier import (ADMIN, PROXY, add_extra_address, address, ban_logged, banned, fail2ban_log_size, other, request,
                        ssh, ssh_outcome, status, statuses, wait_for)
@@ -12,6 +18,7 @@ from proxytier import (ADMIN, PROXY, add_extra_address, address, ban_logged, ban
 testinfra_hosts = ["nginx_proxy-client"]
 
 FAILURES = 6  # fail2ban_maxretry is 5 in this scenario
+RIGHT, WRONG = "alice:alice-test-password-1", "alice:wrong-password-000"  # test fixtures (molecule.yml)
 LOGIN_FAIL_BURST = 5  # nginx_proxy_login_fail_burst (the role's default)
 
 
@@ -52,7 +59,7 @@ def test_an_address_banned_twice_is_held_by_recidive_on_every_port(host):
     url = f"https://{proxy}/"
     since = fail2ban_log_size()
     # First ban: nginx-http-auth, for wrong passwords (six stay within the failed-login burst).
-    statuses(host, url, FAILURES, user="alice:wrong-password-000", source=source)
+    statuses(host, url, FAILURES, user=WRONG, source=source)
     assert wait_for(lambda: ban_logged("nginx-http-auth", source, since), 20), "no nginx-http-auth ban"
     # Second ban: sshd (its port is not one nginx-http-auth bans).
     for _ in range(FAILURES):
@@ -69,3 +76,28 @@ def test_an_address_banned_twice_is_held_by_recidive_on_every_port(host):
     # ...while the proxy answers the admin's same probes.
     assert status(admin, url) in ("401", "429")
     assert ssh_outcome(ssh(admin, proxy)) == "denied"
+
+
+def test_six_wrong_logins_get_the_address_banned_by_http_auth_then_the_ban_ends(host):
+    source, proxy, admin = add_extra_address("http-auth"), address(PROXY), other(ADMIN)
+    url = f"https://{proxy}/"
+    assert status(host, url, user=RIGHT, source=source) == "200"  # this address logs in before
+    statuses(host, url, FAILURES, user=WRONG, source=source)
+    assert wait_for(lambda: request(host, url, user=RIGHT, source=source, timeout=3) == ("000", 7), 20), \
+        f"{FAILURES} wrong logins did not get {source} banned"
+    assert source in banned("nginx-http-auth")
+    # Controls: the admin's same login goes through; sshd still answers the banned address.
+    assert status(admin, url, user=RIGHT) == "200"
+    assert ssh_outcome(ssh(host, proxy, source=source)) == "denied"
+    # The ban ends after fail2ban_bantime (20 s here): the address logs in again.
+    assert wait_for(lambda: status(host, url, user=RIGHT, source=source, timeout=3) == "200", 90, 2), \
+        "the ban did not end after the ban time"
+
+
+def test_ignoreip_client_is_never_banned(host):
+    proxy, admin = address(PROXY), other(ADMIN)
+    url = f"https://{proxy}/"
+    for _ in range(8):  # refused (401), or slowed by the login-failure rate limit (429): never dropped
+        assert status(admin, url, user=WRONG) in ("401", "429")
+    time.sleep(4)
+    assert status(admin, url, user=RIGHT) == "200"
