@@ -17,7 +17,9 @@ Two documented LiteLLM extension points, nothing else:
     A request the auth hook refuses is logged there too, with ``"refused"`` (the reason),
     the route and the client address (never the key it brought): alerts watch for them,
     since the app and its sandboxes, using the gateway key on the inference routes, are
-    never refused.
+    never refused. A body naming ``api_base`` or ``base_url`` is refused by LiteLLM's own
+    check before the auth hook runs (a bare 500 in 1.105.7); ``async_post_call_failure_hook``
+    logs that refusal the same way and turns it into the hook's 400.
 
 The configuration is the JSON file named by AIRLOCK_GATEWAY_CONFIG:
     {"routes": [...], "request_log": PATH,
@@ -32,7 +34,7 @@ import json
 import os
 import threading
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import ProxyException, UserAPIKeyAuth
 
@@ -132,6 +134,24 @@ class RequestLog(CustomLogger):
 
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
         self._write(kwargs, start_time, end_time, 200)
+
+    async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict, traceback_str=None):
+        """LiteLLM's own check refuses a body naming api_base or base_url before the auth
+        hook sees it ("Rejected Request: ..."), with a 500 in 1.105.7. Log it as the hook's
+        refusals are, and answer 400 as the hook does."""
+        message = str(original_exception)
+        if not (isinstance(original_exception, ValueError) and message.startswith("Rejected Request:")):
+            return None
+        meta = (request_data or {}).get("metadata") or (request_data or {}).get("litellm_metadata") or {}
+        named = sorted(CLIENT_SIDE.intersection(request_data or {})) or ["?"]
+        try:
+            _append({"time": _now(), "status": 400, "refused": "client credentials: " + ", ".join(named),
+                     "path": str(getattr(user_api_key_dict, "request_route", None) or "")[:200] or None, "method": "POST",
+                     "key_alias": None, "client": meta.get("requester_ip_address") if isinstance(meta, dict) else None})
+        except OSError:
+            pass
+        return HTTPException(status_code=400,
+                             detail=f"this gateway chooses the upstream and its credentials; remove {', '.join(named)}")
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
         exc = kwargs.get("exception")
