@@ -54,7 +54,7 @@ def test_repositories(host):
               'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n')
     write(host, f"{WORKDIR}/apt.conf", common)
     # APT_CONFIG is read before apt.conf.d, so it can point apt at another parts directory.
-    host.check_output("cp -a /etc/apt/apt.conf.d/. %s/debian-default/ && rm %s/debian-default/%s",
+    host.check_output("cp -a /etc/apt/apt.conf.d/. %s/debian-default/ && rm -f %s/debian-default/%s",
                       WORKDIR, WORKDIR, ROLE_CONFIG)
     write(host, f"{WORKDIR}/debian-default.conf", common + f'Dir::Etc::Parts "{WORKDIR}/debian-default/";\n')
     host.check_output("APT_CONFIG=%s/apt.conf apt-get -q update", WORKDIR)
