@@ -100,12 +100,15 @@ def airlock_control_plan(canaries, dns, where):
     from ``where``, a vantage point outside the server that must reach them. A block proven
     beside its control cannot be a dead decoy."""
     plan = []
+    # A canary given by name is looked up at the configured resolver (the vantage point's
+    # own resolv.conf may not know the enclave's names).
+    resolver = [str(dns["resolver"])] if dns and dns.get("resolver") else []
     for canary in canaries or []:
         proto = canary.get("proto", "tcp")
         if proto not in ("tcp", "udp"):
             raise ValueError(f"validate_canaries: proto must be tcp or udp, got {proto!r}")
         plan.append({"name": f"positive control: canary {canary['host']}:{canary['port']}/{proto} answers {where}",
-                     "args": [proto, str(canary["host"]), str(canary["port"])], "want": True})
+                     "args": [proto, str(canary["host"]), str(canary["port"])] + resolver, "want": True})
     if dns:
         plan.append({"name": f"positive control: the foreign resolver ({dns['canary_resolver']}) answers {where}",
                      "args": ["dns", str(dns["canary_resolver"]), dns["name"]], "want": True})

@@ -123,10 +123,13 @@ def test_control_plan_probes_every_canary_and_the_foreign_resolver_as_must_reach
     canaries = [{"host": "decoy.lab", "port": 80}, {"host": "10.0.0.9", "port": 123, "proto": "udp"}]
     plan = av.airlock_control_plan(canaries, {"name": "llm.lab", "canary_resolver": "10.0.0.9"}, "the router")
     assert [p["args"] for p in plan] == [["tcp", "decoy.lab", "80"], ["udp", "10.0.0.9", "123"], ["dns", "10.0.0.9", "llm.lab"]]
+    # With the configured resolver known, names are looked up there.
+    looked_up = av.airlock_control_plan(canaries, {"name": "llm.lab", "canary_resolver": "10.0.0.9", "resolver": "10.0.1.2"}, "r")
+    assert looked_up[0]["args"] == ["tcp", "decoy.lab", "80", "10.0.1.2"]
     assert all(p["want"] is True and p["name"].startswith("positive control") and "the router" in p["name"] for p in plan)
     # The blocks of the same canaries, from the server: the same probes, wanted unreachable.
     blocks = [p for p in av.airlock_probe_plan("http://llm/models", canaries, None) if p["name"].startswith("canary")]
-    assert [p["args"] for p in blocks] == [p["args"] for p in plan[:2]] and not any(p["want"] for p in blocks)
+    assert [p["args"][:3] for p in blocks] == [p["args"][:3] for p in plan[:2]] and not any(p["want"] for p in blocks)
     assert av.airlock_control_plan([], None, "x") == []
     with pytest.raises(ValueError):
         av.airlock_control_plan([{"host": "h", "port": 1, "proto": "icmp"}], None, "x")
