@@ -280,7 +280,9 @@ def test_a_conversation_through_the_proxy_calls_the_llm_through_the_gateway():
     STATE["sandbox"] = sandbox
     assert on_host("docker", "inspect", "-f", "{{ .Config.Image }}", sandbox).stdout.strip() == STATE["image"]
     sandbox_ip = on_host("docker", "inspect", "-f", "{{ .NetworkSettings.Networks.bridge.IPAddress }}", sandbox).stdout.strip()
-    app_ip = on_host("docker", "inspect", "-f", "{{ .NetworkSettings.Networks.bridge.IPAddress }}", "openhands-app").stdout.strip()
+    # The app has a network of its own (airlock-app); read its address on whichever it is.
+    app_ips = set(on_host("docker", "inspect", "-f", "{{ range .NetworkSettings.Networks }}{{ .IPAddress }} {{ end }}",
+                          "openhands-app").stdout.split())
 
     # The fake LLM (which refuses any other key) answered the agent with the configured model,
     # called by the gateway with the provider key; it never saw the gateway key.
@@ -307,7 +309,7 @@ def test_a_conversation_through_the_proxy_calls_the_llm_through_the_gateway():
              if f"dst={llm_ip} " in line and f"dport={LLM_PORT} " in line]
     sources = {m.group(1) for line in flows if (m := re.search(r"src=(\S+) dst=" + re.escape(llm_ip), line))}
     STATE["llm_flow_sources"] = sorted(sources)
-    assert sources and sandbox_ip not in sources and app_ip not in sources, \
+    assert app_ips and sources and sandbox_ip not in sources and not app_ips & sources, \
         f"connections to the LLM came from a container, not the gateway: {sources}"
     to_gateway = {m.group(1) for line in conntrack.splitlines() if f"dport={GATEWAY_PORT} " in line
                   and (m := re.search(r"src=(\S+) dst=", line))}
