@@ -67,6 +67,7 @@ def rendered(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("auditd")
     state = tmp / "openhands-state"
     state.mkdir()
+    (tmp / "airlock-config").mkdir()
     playbook = tmp / "render.yml"
     playbook.write_text(
         "- hosts: localhost\n"
@@ -82,6 +83,7 @@ def rendered(tmp_path_factory):
         "auditd_conf_path": str(tmp / "conf" / "auditd.conf"),
         "auditd_log_file": str(tmp / "log" / "audit.log"),
         "auditd_openhands_state_paths": [str(state)],
+        "auditd_airlock_config_paths": [str(tmp / "airlock-config")],
         "auditd_immutable": True,
         "ansible_python_interpreter": sys.executable,
     }
@@ -167,6 +169,8 @@ def test_rules_load_into_kernel_and_log_events(kernel_audit, rendered):
         # enabled on this kernel has no audit context and would never be audited.
         # openhands_state: a write in the (temporary) OpenHands state directory.
         run("sh", "-c", f"echo '{{}}' > '{rendered['state']}/settings.json'")
+        # airlock_config: a change to airlock's own configuration (the egress sets' config).
+        run("sh", "-c", f"echo '{{}}' > '{rendered['tmp']}/airlock-config/egress.json'")
         # user_cmd: a command run by an interactive user (login uid 1000).
         def as_login_user():
             with open("/proc/self/loginuid", "w") as f:
@@ -179,6 +183,7 @@ def test_rules_load_into_kernel_and_log_events(kernel_audit, rendered):
                 str(docker_sock))
 
         wait_for_key(log, "openhands_state", re.escape(str(rendered["state"])))
+        wait_for_key(log, "airlock_config", re.escape(str(rendered["tmp"] / "airlock-config")))
         out = wait_for_key(log, "user_cmd", r"airlock-audit-probe", interpret=False)
         assert re.search(r"type=SYSCALL .* auid=1000 .*key=\"user_cmd\"", out), out
         if docker_sock.exists():

@@ -33,7 +33,7 @@ def test_every_rule_has_a_key(host):
     assert all(re.search(r"-k \w+$", ln) for ln in lines)
     keys = {re.search(r"-k (\w+)$", ln).group(1) for ln in lines}
     expected = {"identity", "auth", "sudoers", "user_cmd", "nginx", "fail2ban", "firewall",
-            "openhands_config", "openhands_state", "docker", "docker_socket", "time_change",
+            "openhands_config", "openhands_state", "airlock_config", "docker", "docker_socket", "time_change",
             "modules", "audit_config"}
     if host.file("/etc/ssh").is_directory:
         expected.add("sshd")
