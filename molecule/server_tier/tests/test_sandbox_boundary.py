@@ -290,7 +290,7 @@ def test_sandbox_cannot_reach_the_provider_or_anything_else(sandbox):
     assert host_probe(spec, user="airlock-llm")["ok"], "positive control: the gateway's user reaches the provider"
     assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox reached the provider directly"
     resolver = {"kind": "dns", "server": LLM_IP, "name": "llm.airlock.test"}
-    assert host_probe(resolver)["ok"], "positive control: the resolver answers the host"
+    assert host_probe(resolver, user="unbound")["ok"], "positive control: the resolver answers the host (its local resolver, unbound)"
     assert not sandbox_probe(sandbox, resolver)["ok"], "a sandbox reached the resolver"
 
 

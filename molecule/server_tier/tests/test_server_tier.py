@@ -71,8 +71,11 @@ def test_host_cannot_reach_the_decoy(spec):
 
 
 def test_dns_only_through_the_configured_resolver():
-    answer = probe(server, {"kind": "dns", "server": LLM_IP, "name": "llm.airlock.test"})
+    """Only the local resolver's user (unbound) queries the configured resolver; the host
+    resolves through unbound (test_dns_channel.py has the refusals)."""
+    answer = probe(server, {"kind": "dns", "server": LLM_IP, "name": "llm.airlock.test"}, "unbound")
     assert answer["ok"] and answer["answers"] == [LLM_IP]
+    assert not probe(server, {"kind": "dns", "server": LLM_IP, "name": "llm.airlock.test"})["ok"], "root queried the resolver directly"
     assert server.check_output("getent hosts llm.airlock.test").split()[0] == LLM_IP
 
 
@@ -156,7 +159,7 @@ def test_sandbox_resolves_nothing(sandbox):
     """No DNS leaves a sandbox, not even to the host's configured resolver (no tunnel in
     query names): the same query from the host is answered."""
     spec = {"kind": "dns", "server": LLM_IP, "name": "llm.airlock.test"}
-    host_answer = probe(server, spec)
+    host_answer = probe(server, spec, "unbound")  # the host's one user allowed to query it
     assert host_answer["ok"] and host_answer["answers"] == [LLM_IP], "positive control: the resolver does not answer the host"
     assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox resolved a name through the configured resolver"
 
@@ -216,6 +219,8 @@ def test_hostname_endpoint_follows_its_address():
     records = "/etc/airlock-test-dns.json"
     try:
         llm.run(f"echo '{{\"llm.airlock.test\": [\"{DECOY_IP}\"]}}' > {records}")
+        # The host's resolver (unbound) keeps the old answer for its TTL (5 s): forget it.
+        server.check_output("unbound-control flush llm.airlock.test")
         assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000}, GATEWAY_USER)["ok"]
         server.check_output("systemctl start airlock-egress-refresh.service")
         assert probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000}, GATEWAY_USER)["ok"], "new address not followed"
@@ -223,6 +228,7 @@ def test_hostname_endpoint_follows_its_address():
         assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 9000}, GATEWAY_USER)["ok"], "only the endpoint port opens"
     finally:
         llm.run(f"echo '{{\"llm.airlock.test\": [\"{LLM_IP}\"]}}' > {records}")
+        server.run("unbound-control flush llm.airlock.test")
         server.run("systemctl start airlock-egress-refresh.service")
     assert not probe(server, {"kind": "tcp", "host": DECOY_IP, "port": 8000}, GATEWAY_USER)["ok"], "old address not dropped"
 
