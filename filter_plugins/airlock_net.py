@@ -92,6 +92,14 @@ def airlock_cidr_within(inner, outer):
     return _net(inner).subnet_of(_net(outer))
 
 
+def airlock_all_within(inner_list, outer_list):
+    """True when every network of inner_list lies inside some network of outer_list (of the
+    same IP version); False for an empty inner_list."""
+    inner = [ipaddress.ip_network(str(n), strict=False) for n in inner_list or []]
+    outer = [ipaddress.ip_network(str(n), strict=False) for n in outer_list or []]
+    return bool(inner) and all(any(i.version == o.version and i.subnet_of(o) for o in outer) for i in inner)
+
+
 def airlock_cidrs_overlap(a, b):
     """True when networks a and b share at least one address."""
     return _net(a).overlaps(_net(b))
@@ -513,6 +521,7 @@ class FilterModule:
         return {
             "airlock_is_ipv4_cidr": airlock_is_ipv4_cidr,
             "airlock_cidr_within": airlock_cidr_within,
+            "airlock_all_within": airlock_all_within,
             "airlock_cidrs_overlap": airlock_cidrs_overlap,
             "airlock_is_world_cidr": airlock_is_world_cidr,
             "airlock_vpc_resolver": airlock_vpc_resolver,

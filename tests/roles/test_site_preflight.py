@@ -85,3 +85,18 @@ def test_a_server_tier_mistake_stops_the_run_before_the_proxy_changes(tmp_path, 
     assert variable in out, out[-4000:]
     assert "PLAY [Proxy tier" not in out, "the proxy tier's play started before the input was refused"
     assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
+
+
+@pytest.mark.parametrize("admin,refused", [(["203.0.113.0/24"], True), (["203.0.0.0/16"], True),
+                                           (["203.0.113.10/32"], False)])
+def test_an_admin_list_that_exempts_every_authorized_address_is_refused(tmp_path, admin, refused):
+    """fail2ban never bans airlock_admin_cidrs: a list covering all of the authorized CIDRs
+    means nobody who can reach the proxy could ever be banned. One operator's /32 is fine
+    (the control)."""
+    res = site(tmp_path, {}, "--tags", "airlock_preflight", "-e", json.dumps({"airlock_admin_cidrs": admin}))
+    out = res.stdout + res.stderr
+    if refused:
+        assert res.returncode != 0 and "airlock_admin_cidrs covers every entry of airlock_authorized_cidrs" in out, out[-3000:]
+        assert "PLAY [Proxy tier" not in out
+    else:
+        assert res.returncode == 0, out[-3000:]

@@ -236,3 +236,11 @@ def test_tagged_keeps_only_this_project_and_environment():
     assert [i["id"] for i in net.airlock_tagged(items, "airlock", "alpha")] == [1, 5]
     assert net.airlock_tagged(items, "airlock", "") == []
     assert net.airlock_tagged(None, "airlock", "alpha") == []
+
+
+def test_all_within_is_true_only_when_every_network_is_covered():
+    f = net.airlock_all_within
+    assert f(["203.0.113.0/24"], ["203.0.113.0/24"]) and f(["203.0.113.0/24", "198.51.100.7/32"], ["0.0.0.0/0"])
+    assert not f(["203.0.113.0/24", "198.51.100.0/24"], ["203.0.113.0/24"])
+    assert not f(["203.0.113.0/24"], ["203.0.113.10/32"]) and not f(["2001:db8::/64"], ["0.0.0.0/0"])
+    assert not f([], ["0.0.0.0/0"]) and not f(["203.0.113.0/24"], [])
