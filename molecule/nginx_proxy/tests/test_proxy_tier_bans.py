@@ -5,8 +5,9 @@ controls: the proxy answers the same probe from the admin client (fail2ban_ignor
 same moment, and the banned address on a port its jail does not cover.
 
 This file runs after test_proxy_tier.py (pytest takes the files in name order): its last
-test spends the admin's failed-login allowance (nginx_proxy_login_fail_rate) for a minute,
-and the login tests there expect 401, not 429, from the admin.
+test spends the admin's failed-login allowance (nginx_proxy_login_fail_rate), and the login
+tests there expect 401, not 429, from the admin. It waits for the allowance to come back, so
+that a verify run right after this one (a mutation check on a live scenario) starts clean.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ testinfra_hosts = ["nginx_proxy-client"]
 FAILURES = 6  # fail2ban_maxretry is 5 in this scenario
 RIGHT, WRONG = "alice:alice-test-password-1", "alice:wrong-password-000"  # test fixtures (molecule.yml)
 LOGIN_FAIL_BURST = 5  # nginx_proxy_login_fail_burst (the role's default)
+LOGIN_FAIL_INTERVAL = 6  # seconds per failed login in nginx_proxy_login_fail_rate (10r/m, the role's default)
 
 
 def test_failed_ssh_logins_get_the_address_banned_by_sshd(host):
@@ -101,3 +103,5 @@ def test_ignoreip_client_is_never_banned(host):
         assert status(admin, url, user=WRONG) in ("401", "429")
     time.sleep(4)
     assert status(admin, url, user=RIGHT) == "200"
+    # Give the admin's failed-login allowance back (the whole burst drains in this time).
+    time.sleep((LOGIN_FAIL_BURST + 1) * LOGIN_FAIL_INTERVAL)
