@@ -36,7 +36,8 @@ def curl(name: str, url: str, *options: str, seconds: int = 5, mark: str | None 
     """One HTTP probe: `<name> at=<unix time> http=<status> exit=<curl's exit code>`, and with
     `mark`, ` marked=yes|no`: whether the answer's body holds that text. `options` are shell
     words as written (quote them), so that e.g. "$LLM_API_KEY" expands in the sandbox."""
-    fmt = f'"{VERDICT} {name} at=$(date +%s) http=%{{http_code}} exit=%{{exitcode}}{"" if mark else chr(92) + "n"}"'
+    newline = "" if mark else "\\n"  # with a mark, the line ends after the body's check
+    fmt = f'"{VERDICT} {name} at=$(date +%s) http=%{{http_code}} exit=%{{exitcode}}{newline}"'
     body = "/tmp/airlock-answer" if mark else "/dev/null"
     probe = " ".join(["curl", "-s", "-m", str(seconds), "-o", body, *options, "-w", fmt, shlex.quote(url)])
     if not mark:
@@ -45,9 +46,11 @@ def curl(name: str, url: str, *options: str, seconds: int = 5, mark: str | None 
             f"then echo ' marked=yes'; else echo ' marked=no'; fi")
 
 
-def python(source: str) -> str:
-    """A Python script as one terminal command (base64, so no quoting can break it)."""
-    return f"echo {base64.b64encode(source.encode()).decode()} | base64 -d | python3 -"
+def python(source: str, *args: str) -> str:
+    """A Python script (with its arguments) as one terminal command (base64, so no quoting
+    can break it)."""
+    return " ".join([f"echo {base64.b64encode(source.encode()).decode()} | base64 -d | python3 -",
+                     *map(shlex.quote, args)])
 
 
 def terminal_outputs(events: list[dict]) -> list[dict]:
@@ -159,6 +162,4 @@ for server in servers:
 
 def dns_query(name: str, servers: list[str]) -> str:
     """DNS_QUERY as one terminal command."""
-    script = base64.b64encode(DNS_QUERY.encode()).decode()
-    return f"echo {script} | base64 -d > /tmp/dnsq.py && python3 /tmp/dnsq.py {shlex.quote(name)} " + \
-        " ".join(map(shlex.quote, servers))
+    return python(DNS_QUERY, name, *servers)

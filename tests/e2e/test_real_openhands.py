@@ -539,6 +539,11 @@ def test_the_prompt_injected_agent_is_boxed_in():
     assert v["gateway-b"]["http"] == "200", f"positive control: {v['gateway-b']['line']}"
     assert on_host("getent", "hosts", LLM_HOST, check=False).stdout.split()[:1] == [LLM_IP], \
         "positive control: the host does not resolve the LLM's name"
+    # The same query script gets its answers on the host, from the user the firewall lets
+    # query the resolver (unbound's, with the local allow-listing resolver; else any).
+    resolver_user = ["runuser", "-u", "unbound", "--"] if on_host("id", "unbound", check=False).returncode == 0 else []
+    control = on_host(*resolver_user, "python3", "-c", hostile_agent.DNS_QUERY, LLM_HOST, RESOLVER, check=False).stdout
+    assert control.count("answered=yes") == 2, f"positive control: the host's resolver user got no answer: {control}"
     assert v["dns-getent"]["exit"] != "0", v["dns-getent"]["line"]
     queries = {k: x for k, x in v.items() if k.startswith("dns-udp-") or k.startswith("dns-tcp-")}
     assert len(queries) == 4 and all(x["answered"] == "no" for x in queries.values()), \
