@@ -294,6 +294,37 @@ def test_sandbox_cannot_reach_the_provider_or_anything_else(sandbox):
     assert not sandbox_probe(sandbox, resolver)["ok"], "a sandbox reached the resolver"
 
 
+IMDS = "169.254.169.254"
+
+
+@pytest.fixture()
+def metadata_standin():
+    """An instance metadata service stand-in: 169.254.169.254:80 on the decoy (an address of
+    its own and a listener), routed there from the server and the proxy, as the VPC does."""
+    unit = "airlock-test-imds"
+    decoy.check_output(f"ip addr add {IMDS}/32 dev eth0")
+    decoy.check_output(f"systemd-run --unit {unit} /usr/bin/python3 -m http.server 80 --bind {IMDS}")
+    for host in (server, proxy):
+        host.check_output(f"ip route replace {IMDS}/32 via {DECOY_IP}")
+    assert wait_for(lambda: decoy.socket(f"tcp://{IMDS}:80").is_listening, 15), "the metadata stand-in did not start"
+    yield {"kind": "tcp", "host": IMDS, "port": 80}
+    for host in (server, proxy):
+        host.run(f"ip route del {IMDS}/32")
+    decoy.run(f"systemctl stop {unit}")
+    decoy.run(f"ip addr del {IMDS}/32 dev eth0")
+
+
+def test_instance_metadata_is_closed_to_the_host_and_sandboxes(sandbox, metadata_standin):
+    """egress_firewall_metadata_access is off here (no Bedrock model): neither root on the
+    host, nor the gateway's user, nor a sandbox reaches the metadata service, which answers
+    the proxy over the same route (the control)."""
+    spec = metadata_standin
+    assert probe(proxy, spec)["ok"], "positive control: the metadata stand-in does not answer the proxy"
+    assert not host_probe(spec)["ok"], "root on the server reached the metadata service"
+    assert not host_probe(spec, user="airlock-llm")["ok"], "the gateway's user reached the metadata service"
+    assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox reached the metadata service"
+
+
 def test_maintenance_window_is_open_to_the_host_only(sandbox):
     """While a maintenance window is open (as during every site.yml run), the host reaches
     the window's destination and a sandbox, probing again and again, never does."""

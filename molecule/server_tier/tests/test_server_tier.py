@@ -176,7 +176,23 @@ def test_app_and_sandbox_ports_from_the_proxy_only(sandbox):
     assert http(proxy, f"http://{SERVER_IP}:{port}/alive")[0] == 200
     assert http(decoy, f"http://{SERVER_IP}:3000/alive", timeout=3)[0] == 0
     assert http(decoy, f"http://{SERVER_IP}:{port}/alive", timeout=3)[0] == 0
-    assert decoy.run(f"nc -z -w 3 {SERVER_IP} 22").rc != 0
+
+
+def test_ssh_port_from_the_proxy_only():
+    """The scenario's server runs no sshd, so a closed port 22 alone would prove nothing: a
+    listener stands in for it during the test, answers the proxy (an SSH source) and not
+    the decoy."""
+    unit = "airlock-test-ssh-standin"
+    listening = server.socket("tcp://0.0.0.0:22").is_listening
+    if not listening:
+        server.check_output(f"systemd-run --unit {unit} /usr/bin/python3 -m http.server 22 --bind 0.0.0.0")
+        assert wait_for(lambda: server.socket("tcp://0.0.0.0:22").is_listening, 15), "the port 22 stand-in did not start"
+    try:
+        assert proxy.run(f"nc -z -w 3 {SERVER_IP} 22").rc == 0, "positive control: port 22 does not answer the proxy"
+        assert decoy.run(f"nc -z -w 3 {SERVER_IP} 22").rc != 0, "port 22 answered the decoy"
+    finally:
+        if not listening:
+            server.run(f"systemctl stop {unit}")
 
 
 def test_websocket_from_the_proxy():
