@@ -264,8 +264,7 @@ def test_a_conversation_through_the_proxy_calls_the_llm_through_the_gateway():
     client = api()
     run("docker", "exec", f"{PREFIX}-llm", "curl", "-s", "-X", "DELETE", f"http://127.0.0.1:{LLM_PORT}/_requests")
     start = time.monotonic()
-    task = client.start_conversation("Please say hello.")
-    task = client.wait_started(task["id"], timeout=420)
+    task = client.start_and_wait("Please say hello.", timeout=420)
     STATE["ready_s"] = round(time.monotonic() - start, 1)
     conv_id = task["app_conversation_id"]
     conv = client.wait_final(conv_id, timeout=420)
@@ -412,7 +411,7 @@ def hostile_conversation(commands: list[str]) -> dict:
     until it finished and every command's result is in the app server's event store; returns
     the conversation, its sandbox, the terminal outputs and their verdict lines."""
     client = api()
-    task = client.wait_started(client.start_conversation(hostile_agent.message(commands))["id"], timeout=420)
+    task = client.start_and_wait(hostile_agent.message(commands), timeout=420)
     conv_id = task["app_conversation_id"]
     conv = client.wait_final(conv_id, timeout=600)
     assert conv["execution_status"] == "finished", conv

@@ -116,6 +116,21 @@ class Api:
             time.sleep(1)
         raise ApiError(f"conversation start not READY within {timeout:.0f} s: {task}")
 
+    def start_and_wait(self, message: str, timeout: float = 240.0, port_retries: int = 2) -> dict:
+        """Start a conversation and wait until READY. OpenHands 1.11.0 picks each sandbox's
+        host ports by binding port 0 inside its own container
+        (docker_sandbox_service.py, _find_unused_port), which cannot see the host's
+        ports: now and then a new sandbox asks Docker for a port another sandbox already
+        publishes, and its start fails with "port is already allocated". That error alone
+        is retried (a user would press start again); every other failure is raised."""
+        for attempt in range(port_retries + 1):
+            try:
+                return self.wait_started(self.start_conversation(message)["id"], timeout=timeout)
+            except ApiError as err:
+                if "port is already allocated" not in str(err) or attempt == port_retries:
+                    raise
+        raise AssertionError("unreachable")
+
     def conversation(self, conversation_id: str) -> dict | None:
         return self.ok("GET", "/api/v1/app-conversations", query={"ids": [conversation_id]})[0]
 
