@@ -67,14 +67,22 @@ def _append(record: dict) -> None:
         fh.write(line)
 
 
-def _deny(request: Request, message: str, code: int, reason: str, alias: str | None = None) -> ProxyException:
-    """The refusal, logged first (reason, route, client; never the key it brought)."""
+def _log_refusal(status: int, reason: str, path: str | None, method: str, alias: str | None, client: str | None) -> None:
+    """One refusal in the request log (reason, route, client; never the key it brought)."""
     try:
-        _append({"time": _now(), "status": code, "refused": reason, "path": request.url.path[:200],
-                 "method": request.method, "key_alias": alias,
-                 "client": request.client.host if request.client else None})
+        _append({"time": _now(), "status": status, "refused": reason, "path": (path or "")[:200] or None,
+                 "method": method, "key_alias": alias, "client": client})
     except OSError:
         pass  # the refusal stands even when the log cannot be written
+
+
+def _credentials_message(named: list[str]) -> str:
+    return f"this gateway chooses the upstream and its credentials; remove {', '.join(named)}"
+
+
+def _deny(request: Request, message: str, code: int, reason: str, alias: str | None = None) -> ProxyException:
+    """The refusal, logged first."""
+    _log_refusal(code, reason, request.url.path, request.method, alias, request.client.host if request.client else None)
     return ProxyException(message=message, type="auth_error", param=None, code=code)
 
 
@@ -92,8 +100,7 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     body = await _json_body(request)
     named = sorted(CLIENT_SIDE.intersection(body)) if isinstance(body, dict) else []
     if named:
-        raise _deny(request, f"this gateway chooses the upstream and its credentials; remove {', '.join(named)}", 400,
-                    "client credentials: " + ", ".join(named), match[0])
+        raise _deny(request, _credentials_message(named), 400, "client credentials: " + ", ".join(named), match[0])
     alias, entry = match
     limits = {name: entry[name] for name in LIMITS if entry.get(name)}
     return UserAPIKeyAuth(api_key=api_key, key_alias=alias, key_name=alias, **limits)
@@ -144,14 +151,9 @@ class RequestLog(CustomLogger):
             return None
         meta = (request_data or {}).get("metadata") or (request_data or {}).get("litellm_metadata") or {}
         named = sorted(CLIENT_SIDE.intersection(request_data or {})) or ["?"]
-        try:
-            _append({"time": _now(), "status": 400, "refused": "client credentials: " + ", ".join(named),
-                     "path": str(getattr(user_api_key_dict, "request_route", None) or "")[:200] or None, "method": "POST",
-                     "key_alias": None, "client": meta.get("requester_ip_address") if isinstance(meta, dict) else None})
-        except OSError:
-            pass
-        return HTTPException(status_code=400,
-                             detail=f"this gateway chooses the upstream and its credentials; remove {', '.join(named)}")
+        _log_refusal(400, "client credentials: " + ", ".join(named), str(getattr(user_api_key_dict, "request_route", None) or ""),
+                     "POST", None, meta.get("requester_ip_address") if isinstance(meta, dict) else None)
+        return HTTPException(status_code=400, detail=_credentials_message(named))
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
         exc = kwargs.get("exception")
