@@ -71,6 +71,9 @@ def render_ruleset(timeout_flag: bool = True) -> str:
         "egress_firewall_dns_servers": ["192.0.2.53"],
         "egress_firewall_ntp_servers": ["192.0.2.123"],
         "egress_firewall_proxy_addresses": ["192.0.2.40", "2001:db8::40"],
+        # The app's way to the proxy: its public port (translated) and an Elastic IP.
+        "egress_firewall_app_proxy_routes": [{"address": "192.0.2.40", "port": 8443},
+                                             {"address": "198.51.100.7", "port": 443}],
     })
     values["__egress_firewall_ssh_sources"] = values["egress_firewall_proxy_addresses"]
     # Variables a newer template may use that this checkout's defaults do not define yet are

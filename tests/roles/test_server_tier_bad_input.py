@@ -57,6 +57,8 @@ CASES = [
     ("egress_firewall", {"egress_firewall_container_callback_ports": [70000]}, "egress_firewall_container_callback_ports"),
     ("egress_firewall", {"egress_firewall_app_interfaces": ["docker0"]}, "egress_firewall_app_interfaces"),
     ("openhands", {"openhands_network_name": "bridge"}, "openhands_network_name"),
+    ("egress_firewall", {"egress_firewall_app_proxy_routes": [{"address": "proxy.example.org", "port": 443}]},
+     "egress_firewall_app_proxy_routes[0].address"),
     ("openhands", {"openhands_network_subnet": "172.30.0.0/33"}, "openhands_network_subnet"),
 ]
 
@@ -120,6 +122,11 @@ def test_egress_filter_accepts_the_baseline():
     ({"app_interfaces": ["docker0"]}, "docker0 is where the sandboxes run"),
     ({"app_interfaces": ["br-*"]}, "no wildcard"),
     ({"app_interfaces": ["veth-app"]}, "not matched by egress_firewall_container_interfaces"),
+    ({"app_proxy_routes": [{"address": "198.51.100.7", "port": 0}]}, "egress_firewall_app_proxy_routes[0].port"),
+    ({"app_proxy_routes": [{"address": "2001:db8::7", "port": 443}]}, "no single IPv6 address"),
+    ({"app_proxy_routes": [{"address": "198.51.100.7", "port": 443, "to": "x"}]}, "must be {address, port}"),
+    ({"app_proxy_routes": [{"address": "198.51.100.7", "port": 443}], "app_interfaces": []}, "needs egress_firewall_app_interfaces"),
+    ({"proxy_https_port": 0}, "egress_firewall_proxy_https_port"),
 ])
 def test_egress_filter_rejects(over, fragment):
     assert any(fragment in e for e in EGRESS.egress_firewall_input_errors(_egress_inputs(**over)))
@@ -134,6 +141,19 @@ def test_egress_destinations_split_by_family_and_bedrock_becomes_a_name():
         {"name": "b", "hosts": ["bedrock-runtime.us-east-1.amazonaws.com"], "ports": [443]}]
     assert EGRESS.egress_firewall_address_in("192.0.2.5", ["192.0.2.0/24"])
     assert not EGRESS.egress_firewall_address_in("198.51.100.1", ["192.0.2.0/24"])
+
+
+def test_app_proxy_paths_translate_only_what_differs_from_the_proxys_https_port():
+    paths = EGRESS.egress_firewall_app_proxy_paths(
+        [{"address": "192.0.2.40", "port": 443}, {"address": "192.0.2.40", "port": 8443},
+         {"address": "198.51.100.7", "port": 443}, {"address": "2001:db8::7", "port": 443}],
+        ["192.0.2.0/24", "192.0.2.40", "2001:db8::40"], 443)
+    assert paths["accept"] == {"ip": ["192.0.2.40"], "ip6": ["2001:db8::40"]}
+    assert paths["nat"] == [
+        {"family": "ip", "address": "192.0.2.40", "port": 8443, "to": "192.0.2.40:443"},
+        {"family": "ip", "address": "198.51.100.7", "port": 443, "to": "192.0.2.40:443"},
+        {"family": "ip6", "address": "2001:db8::7", "port": 443, "to": "[2001:db8::40]:443"}]
+    assert EGRESS.egress_firewall_app_proxy_paths([], ["192.0.2.40"], 443) == {"accept": {"ip": [], "ip6": []}, "nat": []}
 
 
 def test_openhands_filter_never_sees_the_key_and_checks_pattern():

@@ -17,6 +17,10 @@ egress_firewall_by_family(addresses)
     ``{"ip": [...], "ip6": [...]}`` of normalised addresses/networks.
 egress_firewall_address_in(address, networks)
     True when the address lies in one of the networks (the SSH lockout guard).
+egress_firewall_app_proxy_paths(routes, proxy_addresses, https_port)
+    The app's way to the proxy: ``{"accept": {"ip": [...], "ip6": [...]}, "nat": [{"family",
+    "address", "port", "to"}]}``, the proxy addresses the app's network may reach on the
+    HTTPS port, and the address/port pairs it dials that are translated to them.
 
 ``inputs`` is a dict of the role's variables without the ``egress_firewall_`` prefix.
 """
@@ -144,6 +148,7 @@ def egress_firewall_input_errors(inputs):
         elif not any(fnmatch.fnmatchcase(iface, p) for p in patterns):
             errors.append(f"{PREFIX}app_interfaces: {iface!r} is not matched by {PREFIX}container_interfaces, "
                           "so its forwarded traffic would not be dropped")
+    _app_proxy_route_errors(inputs, errors)
     known = _destination_errors("maintenance_destinations", inputs.get("maintenance_destinations"), errors, allow_bedrock=False)
     for name in inputs.get("maintenance_open") or []:
         if name not in known:
@@ -154,6 +159,64 @@ def egress_firewall_input_errors(inputs):
     if not re.match(r"^\d+/(second|minute|hour)$", str(inputs.get("log_rate", ""))):
         errors.append(f"{PREFIX}log_rate must look like 10/minute")
     return errors
+
+
+def _proxy_targets(proxy_addresses):
+    """The first single proxy address of each family: where the app's routes lead."""
+    out = {}
+    for value in proxy_addresses or []:
+        try:
+            net = ipaddress.ip_network(str(value), strict=True)
+        except ValueError:
+            continue
+        if net.prefixlen == net.max_prefixlen:
+            out.setdefault(net.version, str(net.network_address))
+    return out
+
+
+def _app_proxy_route_errors(inputs, errors):
+    routes = inputs.get("app_proxy_routes") or []
+    if not isinstance(routes, list):
+        errors.append(f"{PREFIX}app_proxy_routes must be a list of {{address, port}}")
+        return
+    if not _port_ok(inputs.get("proxy_https_port", 443)):
+        errors.append(f"{PREFIX}proxy_https_port: {inputs.get('proxy_https_port')!r} is not a TCP port")
+    if routes and not inputs.get("app_interfaces"):
+        errors.append(f"{PREFIX}app_proxy_routes needs {PREFIX}app_interfaces: only the app's own network may reach the proxy")
+    targets = _proxy_targets(inputs.get("proxy_addresses"))
+    for i, route in enumerate(routes):
+        where = f"{PREFIX}app_proxy_routes[{i}]"
+        if not isinstance(route, dict) or set(route) - {"address", "port"}:
+            errors.append(f"{where} must be {{address, port}}")
+            continue
+        address, port = route.get("address"), route.get("port")
+        if not _is_address(address):
+            errors.append(f"{where}.address: {address!r} is not an IP address (the address the app dials for the "
+                          "proxy's public URL: its public address, or where openhands_extra_hosts maps its name)")
+            continue
+        if not _port_ok(port):
+            errors.append(f"{where}.port: {port!r} is not a TCP port")
+        version = ipaddress.ip_address(str(address)).version
+        if version not in targets:
+            errors.append(f"{where}: {PREFIX}proxy_addresses has no single IPv{version} address to send it to")
+
+
+def egress_firewall_app_proxy_paths(routes, proxy_addresses, https_port=443):
+    """See the module docstring. A route that already names a proxy address and its HTTPS
+    port needs no translation; the others are DNAT'ed to the proxy of their family."""
+    targets = _proxy_targets(proxy_addresses)
+    accept = {"ip": [], "ip6": []}
+    nat = []
+    for route in routes or []:
+        addr = ipaddress.ip_address(str(route["address"]))
+        family = "ip" if addr.version == 4 else "ip6"
+        target = targets[addr.version]
+        if target not in accept[family]:
+            accept[family].append(target)
+        if str(addr) != target or int(route["port"]) != int(https_port):
+            to = f"{target}:{int(https_port)}" if family == "ip" else f"[{target}]:{int(https_port)}"
+            nat.append({"family": family, "address": str(addr), "port": int(route["port"]), "to": to})
+    return {"accept": accept, "nat": nat}
 
 
 def egress_firewall_static_destinations(endpoints):
@@ -208,6 +271,7 @@ class FilterModule:
             "egress_firewall_host_destinations": egress_firewall_host_destinations,
             "egress_firewall_by_family": egress_firewall_by_family,
             "egress_firewall_address_in": egress_firewall_address_in,
+            "egress_firewall_app_proxy_paths": egress_firewall_app_proxy_paths,
         }
 
 
