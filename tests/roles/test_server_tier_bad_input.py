@@ -59,6 +59,9 @@ CASES = [
     ("openhands", {"openhands_network_name": "bridge"}, "openhands_network_name"),
     ("egress_firewall", {"egress_firewall_app_proxy_routes": [{"address": "proxy.example.org", "port": 443}]},
      "egress_firewall_app_proxy_routes[0].address"),
+    ("openhands", {"openhands_sandbox_url_pattern": "https://localhost:8443/runtime/{port}"}, "must not name localhost"),
+    ("openhands", {"openhands_extra_hosts": [{"name": "proxy.example.org", "address": "not-an-ip"}]}, "openhands_extra_hosts[0]"),
+    ("openhands", {"openhands_trusted_ca_certificates": ["not a certificate"]}, "openhands_trusted_ca_certificates"),
     ("openhands", {"openhands_network_subnet": "172.30.0.0/33"}, "openhands_network_subnet"),
 ]
 
@@ -169,6 +172,22 @@ def test_openhands_filter_never_sees_the_key_and_checks_pattern():
                        ("network_interface", "docker0"), ("network_interface", "br-much-too-long-name"),
                        ("network_subnet", "172.30.0.1/24"), ("network_subnet", "fd00::/64"), ("network_subnet", "10.0.0.0/30")):
         assert any(f"openhands_{var}" in e for e in OPENHANDS.openhands_input_errors(dict(ok, **{var: value}))), (var, value)
+    # The server calls its sandboxes through the pattern: never at localhost (its container's
+    # host.docker.internal); its public name may be mapped to the proxy, and the proxy's
+    # certificate trusted.
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    assert OPENHANDS.openhands_input_errors(dict(ok, sandbox_url_pattern="https://airlock.localhost:8443/runtime/{port}",
+                                                 extra_hosts=[{"name": "airlock.localhost", "address": "10.0.1.10"}],
+                                                 trusted_ca_certificates=[pem])) == []
+    for var, value, fragment in (
+            ("sandbox_url_pattern", "https://localhost:8443/runtime/{port}", "must not name localhost"),
+            ("sandbox_url_pattern", "https://127.0.0.1/runtime/{port}", "must not name localhost"),
+            ("extra_hosts", [{"name": "a b", "address": "10.0.1.10"}], "openhands_extra_hosts[0]"),
+            ("extra_hosts", [{"name": "proxy.example", "address": "10.0.1.10", "extra": 1}], "openhands_extra_hosts[0]"),
+            ("extra_hosts", {"proxy.example": "10.0.1.10"}, "openhands_extra_hosts must be a list"),
+            ("trusted_ca_certificates", ["-----BEGIN PRIVATE KEY-----"], "openhands_trusted_ca_certificates"),
+            ("trusted_ca_certificates", pem, "openhands_trusted_ca_certificates")):
+        assert any(fragment in e for e in OPENHANDS.openhands_input_errors(dict(ok, **{var: value}))), (var, value)
     assert OPENHANDS.openhands_first_host("172.30.0.0/24") == "172.30.0.1"
     for paths, fragment in (([], None), (["/"], "would open the whole API"), (["/api/v1/webhooks"], "path prefixes"),
                             (["/api/../"], "path prefixes"), ("/api/", "path prefixes")):

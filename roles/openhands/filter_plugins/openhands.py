@@ -25,6 +25,8 @@ PREFIX = "openhands_"
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[0-9a-f]{64})?$|^sha256:[0-9a-f]{64}$")
 REPO_RE = re.compile(r"^[a-z0-9]+([._/:-][a-z0-9]+)*$")
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+PEM_RE = re.compile(r"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
 _MISSING = object()
 
 
@@ -37,6 +39,21 @@ def _url_ok(value, schemes=("http", "https")) -> bool:
     except ValueError:
         return False
     return parts.scheme in schemes and bool(parts.hostname)
+
+
+def _is_address(value) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+        return True
+    except ValueError:
+        return False
+
+
+def _loopback_host(host) -> bool:
+    """localhost, or a loopback address: what the server sends to host.docker.internal."""
+    if host == "localhost":
+        return True
+    return _is_address(host) and ipaddress.ip_address(str(host)).is_loopback
 
 
 def openhands_input_errors(inputs):
@@ -83,6 +100,22 @@ def openhands_input_errors(inputs):
     pattern = inputs.get("sandbox_url_pattern")
     if pattern and (not _url_ok(pattern.replace("{port}", "1")) or "{port}" not in pattern):
         errors.append(f"{PREFIX}sandbox_url_pattern must be an http(s) URL containing {{port}} (got {pattern!r})")
+    elif pattern and _loopback_host(urlsplit(pattern.replace("{port}", "1")).hostname):
+        errors.append(f"{PREFIX}sandbox_url_pattern must not name localhost (got {pattern!r}): OpenHands calls its "
+                      "sandboxes through these URLs and turns localhost into host.docker.internal, this host, so "
+                      "its calls never reach the proxy; use the proxy's public name (a *.localhost name in a lab)")
+    hosts = inputs.get("extra_hosts", [])
+    if not isinstance(hosts, list):
+        errors.append(f"{PREFIX}extra_hosts must be a list of {{name, address}} (got {hosts!r})")
+        hosts = []
+    for i, entry in enumerate(hosts):
+        if not isinstance(entry, dict) or set(entry) != {"name", "address"} \
+                or not HOST_RE.match(str(entry.get("name"))) or not _is_address(entry.get("address")):
+            errors.append(f"{PREFIX}extra_hosts[{i}] must be {{name: <host name>, address: <IP address>}} (got {entry!r})")
+    certs = inputs.get("trusted_ca_certificates", [])
+    if not isinstance(certs, list) or not all(isinstance(c, str) and PEM_RE.search(c) for c in certs):
+        errors.append(f"{PREFIX}trusted_ca_certificates must be a list of PEM certificates "
+                      "(-----BEGIN CERTIFICATE----- ...)")
     for var in ("image_repository", "agent_server_image_repository"):
         if not REPO_RE.match(str(inputs.get(var, ""))):
             errors.append(f"{PREFIX}{var} is not an image repository (got {inputs.get(var)!r})")
