@@ -57,6 +57,8 @@ CASES = [
     ("fail2ban", {"fail2ban_banaction": "iptables-multiport"}, "fail2ban_banaction and fail2ban_banaction_allports"),
     ("host_baseline", {"host_baseline_ufw_authorized_cidrs": []}, "host_baseline_ufw_authorized_cidrs is empty"),
     ("host_baseline", {"host_baseline_ufw_authorized_cidrs": ["not-a-cidr"]}, "host_baseline_ufw_authorized_cidrs: not a CIDR"),
+    ("host_baseline", {"host_baseline_ufw_extra_rules": [{"source": "10.0.2.10/24", "port": 443}]}, "host_baseline_ufw_extra_rules"),
+    ("host_baseline", {"host_baseline_ufw_extra_rules": [{"source": "10.0.2.10", "port": 0}]}, "host_baseline_ufw_extra_rules"),
     ("host_baseline", {"host_baseline_ssh_permit_root_login": "yes"}, "host_baseline_ssh_permit_root_login"),
     ("host_baseline", {"host_baseline_ntp_servers": []}, "host_baseline_ntp_servers is empty"),
 ]

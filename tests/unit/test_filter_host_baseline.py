@@ -48,3 +48,12 @@ def test_a_single_address_matches_its_slash_32_and_other_rules_are_left_alone():
 
 def test_an_empty_list_makes_every_role_rule_stale():
     assert len(HB.ufw_stale_rules(ADDED, [], [22, 443])) == 6
+
+
+def test_an_extra_single_rule_is_kept_while_listed_and_stale_once_taken_off():
+    # 192.0.2.7 port 8443 as a single extra rule (the server calling the proxy), not through
+    # the authorized CIDRs and their ports.
+    networks, ports = ["203.0.113.0/24", "198.51.100.0/24", "2001:db8::/32"], [22, 443]
+    kept = HB.ufw_stale_rules(ADDED, networks, ports, [{"source": "192.0.2.7/32", "port": 8443}])
+    assert {"source": "192.0.2.7", "port": 8443} not in kept
+    assert {"source": "192.0.2.7", "port": 8443} in HB.ufw_stale_rules(ADDED, networks, ports, [])
