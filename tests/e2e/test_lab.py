@@ -29,7 +29,7 @@ PREFIX = "airlock-" + LAB["AIRLOCK_LAB_NAME"]
 HOST = {"proxy": "airlock-lab-proxy", "openhands": "airlock-lab-openhands"}  # inventory names
 # The lab's public URL (airlock_public_url: what sandbox URLs must start with) and where
 # this machine reaches the proxy (its published loopback port).
-PUBLIC = f"https://localhost:{LAB['AIRLOCK_LAB_HTTPS_PORT']}"
+PUBLIC = f"https://airlock.localhost:{LAB['AIRLOCK_LAB_HTTPS_PORT']}"
 BASE = f"https://127.0.0.1:{LAB['AIRLOCK_LAB_HTTPS_PORT']}"
 STATE: dict = {}
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
@@ -118,11 +118,13 @@ def test_sandbox_urls_are_the_proxys_and_need_the_login():
         app.request("DELETE", f"/api/stand-in/sandboxes/{info['id']}")
 
 
-@pytest.mark.xfail(reason="OpenHands 1.11.0 calls its sandboxes through the URLs it hands out; the lab's "
-                          "public URL (https://localhost:<published port>) is not reachable from the "
-                          "server's container (localhost becomes host.docker.internal), see docs/real-openhands.md")
 def test_the_server_reaches_its_sandboxes_through_the_handed_out_url():
-    assert (STATE.get("health_via_url") or {}).get("ok"), STATE.get("health_via_url")
+    """OpenHands 1.11.0 calls its sandboxes at the URLs it hands out: the stand-in's app, in its
+    container on the OpenHands host, called the sandbox's public URL (the proxy, through the
+    app's own path: its public name mapped to the proxy, the firewall's route, the proxy's
+    certificate trusted) and the sandbox answered."""
+    via = STATE.get("health_via_url") or {}
+    assert via.get("ok") and via.get("status") == 200, via
 
 
 def test_validate_is_all_green():

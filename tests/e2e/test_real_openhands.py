@@ -61,7 +61,8 @@ PREFIX = f"airlock-{NAME}"
 HOST = f"{PREFIX}-openhands"
 URL = f"https://127.0.0.1:{LAB.get('AIRLOCK_LAB_HTTPS_PORT', '8443')}"
 # airlock_public_url of the lab inventory: what every sandbox URL must start with.
-PUBLIC = os.environ.get("AIRLOCK_PUBLIC_URL", f"https://localhost:{LAB.get('AIRLOCK_LAB_HTTPS_PORT', '8443')}")
+PROXY_PRIVATE = f"{NET}.11.10"  # lab_addresses.proxy_private
+PUBLIC = os.environ.get("AIRLOCK_PUBLIC_URL", f"https://airlock.localhost:{LAB.get('AIRLOCK_LAB_HTTPS_PORT', '8443')}")
 SECRETS = ROOT / f".{NAME}"
 ARCHIVE = ROOT / ".cache" / "images" / "openhands-pypi.tar"
 EXTRA_VARS = "@tools/realserver/lab-pypi.yml"
@@ -176,14 +177,6 @@ def test_health_through_the_proxy_with_login():
     assert status == 200, (status, config)
 
 
-LAB_SANDBOX_URLS = pytest.mark.xfail(reason=(
-    "In the lab the real server runs without the proxy's sandbox URL pattern (tools/realserver/lab-pypi.yml): "
-    "OpenHands 1.11.0 drives its sandboxes through the URLs it hands out, and neither the lab's public URL nor, "
-    "since containers get no forwarded egress, the proxy is reachable from the server's container. Open work: "
-    "the app on a network of its own with a path to the proxy (docs/real-openhands.md)."), strict=False)
-
-
-@LAB_SANDBOX_URLS
 def test_the_server_hands_out_the_proxys_sandbox_urls_and_reaches_them():
     """The server runs with the proxy's pattern under the name 1.11.0 reads, its own
     configuration loader yields that pattern, and the server can call the URL it will hand
@@ -326,7 +319,6 @@ def test_a_conversation_through_the_proxy_calls_the_llm_through_the_gateway():
     assert any(FAKE_REPLY in t for t in texts), texts
 
 
-@LAB_SANDBOX_URLS
 def test_every_url_handed_out_is_the_proxys_and_needs_the_login():
     """What a browser is handed for the conversation: the conversation URL and the
     sandbox's URLs (agent server, VS Code, workers), each the public URL plus
@@ -403,6 +395,14 @@ def test_the_sandbox_cannot_reach_the_decoy():
     res = in_sandbox(sandbox, "python3", "-c",
                      f"import socket; socket.create_connection(('{DECOY}', 80), timeout=8)")
     assert res.returncode != 0, "the sandbox opened a TCP connection to the decoy"
+    # The proxy is the app's alone: the app calls its sandboxes through the public URL, so
+    # its container reaches the proxy's HTTPS port (control) where a sandbox reaches nothing.
+    connect = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=8)"
+    for address, port in ((PROXY_PRIVATE, 443), (PROXY_PRIVATE, int(LAB.get("AIRLOCK_LAB_HTTPS_PORT", "8443")))):
+        res = on_host("docker", "exec", "openhands-app", "python", "-c", connect, address, str(port), check=False)
+        assert res.returncode == 0, f"control: the app did not reach the proxy at {address}:{port}: {res.stderr[-300:]}"
+        res = in_sandbox(sandbox, "python3", "-c", connect, address, str(port))
+        assert res.returncode != 0, f"the sandbox reached the proxy at {address}:{port}"
 
 
 def hostile_conversation(commands: list[str]) -> dict:

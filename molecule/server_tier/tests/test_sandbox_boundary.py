@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import testinfra
 
-from tier import DECOY_IP, GATEWAY_KEY, LLM_IP, PROBE, SERVER_IP, http, probe, start_sandbox, wait_for
+from tier import DECOY_IP, GATEWAY_KEY, LLM_IP, PROBE, PROXY_IP, SERVER_IP, http, probe, start_sandbox, wait_for
 from tier import KEY as PROVIDER_KEY
 
 GATEWAY = "http://host.docker.internal:4000"
@@ -283,6 +283,53 @@ def test_sandbox_cannot_reach_another_sandbox_published_ports(sandbox, other_san
     own = {"kind": "tcp", "host": "host.docker.internal", "port": int(sandbox["ports"]["8000"])}
     assert app_probe(own)["ok"], "positive control: the app does not reach the first sandbox"
     assert not sandbox_probe(other_sandbox, own)["ok"], "the other sandbox reached the first one's published port"
+
+
+@pytest.fixture()
+def proxy_https_standin():
+    """The proxy's HTTPS port: openssl s_server on the proxy client's 443 (and, to show the
+    firewall turns the public port into 443, nothing on 8443), with the certificate for its
+    public name that the app was given to trust (prepare.yml)."""
+    unit = "airlock-test-proxy-https"
+    proxy.check_output(f"systemd-run --unit {unit} openssl s_server -quiet -www -accept 443 "
+                       "-cert /etc/airlock-test/proxy.crt -key /etc/airlock-test/proxy.key")
+    assert wait_for(lambda: proxy.socket("tcp://0.0.0.0:443").is_listening, 15), "the HTTPS stand-in did not start"
+    yield
+    proxy.run(f"systemctl stop {unit}")
+
+
+APP_HTTPS = """
+import json, ssl, sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+        print(json.dumps({"status": r.status}))
+except Exception as e:
+    print(json.dumps({"status": 0, "error": f"{type(e).__name__}: {e}"}))
+"""
+
+
+def app_https(url: str, trust: bool = True) -> dict:
+    env = "" if trust else "env -u SSL_CERT_FILE "
+    out = server.run(f"docker exec openhands-app {env}python3 -c {shlex.quote(APP_HTTPS)} {shlex.quote(url)}")
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_the_app_reaches_the_proxy_at_the_public_url_and_sandboxes_do_not(sandbox, proxy_https_standin):
+    """OpenHands calls its sandboxes at the URLs it hands out: the app, from its own network,
+    reaches https://<public name>:<public port>/ (its name mapped to the proxy, the port
+    translated to the proxy's 443, the proxy's certificate trusted), and without the trusted
+    certificate the same call fails verification. A sandbox reaches the proxy nowhere: not
+    at the address and port the app dials, not at the proxy's 443."""
+    url = "https://proxy.airlock.test:8443/"
+    assert app_https(url)["status"] == 200, app_https(url)
+    untrusted = app_https(url, trust=False)
+    assert untrusted["status"] == 0 and "CERTIFICATE_VERIFY_FAILED" in untrusted["error"], untrusted
+    for port in (8443, 443):
+        spec = {"kind": "tcp", "host": PROXY_IP, "port": port}
+        assert app_probe(spec)["ok"], f"positive control: the app does not reach the proxy at {PROXY_IP}:{port}"
+        assert not sandbox_probe(sandbox, spec)["ok"], f"a sandbox reached the proxy at {PROXY_IP}:{port}"
+    assert in_sandbox(sandbox, "getent hosts proxy.airlock.test").rc != 0, "the public name resolves in a sandbox"
 
 
 def test_sandbox_cannot_reach_the_provider_or_anything_else(sandbox):
