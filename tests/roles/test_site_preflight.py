@@ -42,6 +42,7 @@ GOOD = {
     "airlock_llm_gateway_port": 4000,
     "airlock_llm_gateway_key": "sk-preflight-test-gateway-key-0123456789",
     "airlock_alert_sinks": [{"type": "log", "path": "/var/log/airlock/alerts.jsonl"}],
+    "airlock_backup_password": "preflight-test-backup-password",
 }
 
 
@@ -74,6 +75,7 @@ def test_valid_input_passes_the_preflight_and_changes_nothing(tmp_path):
     ({"airlock_openhands_port": 0}, "openhands_port"),
     ({"airlock_llm_gateway_key": ""}, "llm_gateway_keys"),
     ({"airlock_dns_servers": ["resolver.example.org"]}, "dns_resolver_upstreams"),
+    ({"airlock_backup_password": "short"}, "backup_restic_password is too short"),
 ])
 def test_a_server_tier_mistake_stops_the_run_before_the_proxy_changes(tmp_path, extra, variable):
     # --tags airlock_preflight: the preflight runs whole (its tasks are tagged always), and

@@ -1,75 +1,96 @@
 #!/usr/bin/env python3
-"""airlock-backup: local archives of state and configuration, retention, optional S3 copy.
+"""airlock-backup: encrypted backups of state and configuration with restic.
 
-  airlock-backup [--config FILE] backup             make an archive now, prune, upload
-  airlock-backup [--config FILE] list [--json]      archives, newest last
-  airlock-backup [--config FILE] restore [--archive latest|NAME|PATH] [--root DIR]
-  airlock-backup [--config FILE] verify [--archive ...]   check an archive against its manifest
+  airlock-backup [--config FILE] init       create the repositories that do not exist yet
+  airlock-backup [--config FILE] backup     snapshot, retention (forget --prune), restic check
+  airlock-backup [--config FILE] check      restic check of every repository
+  airlock-backup [--config FILE] list [--json] [--repository NAME]   snapshots, newest last
+  airlock-backup [--config FILE] restore [--snapshot latest|ID] [--repository NAME] [--root DIR]
 
-An archive is <dir>/<prefix>-<UTC timestamp>.tar.gz holding the configured paths (relative
-to /) and MANIFEST.json (sha256, mode, owner of every file); <archive>.sha256 holds the
-archive's own checksum. SQLite databases (*.db, *.sqlite, *.sqlite3) are copied with
-SQLite's online backup API, so a running service never yields a torn database. Paths that
-do not exist on this host are recorded as absent and skipped.
+The work is restic's (the distribution's package): encryption with the repository password
+(the file named by password_file, root only), deduplication, retention, integrity checks and
+the restore itself. This wrapper adds what restic does not know about this host:
 
-Restore checks the archive checksum and every member against the manifest BEFORE it
-touches anything, then replaces each backed-up path with its archived copy (owners,
-modes and times kept) and checks the restored files against the manifest again.
-Python 3 standard library; boto3 (or the aws CLI) only for the optional S3 copy.
+- the configured paths that do not exist on this host are recorded as absent and skipped;
+- SQLite databases (*.db, *.sqlite, *.sqlite3) are copied with SQLite's online backup API
+  into stage_dir and that copy is backed up instead of the live file (and its -wal, -shm and
+  -journal), so a running service never yields a torn database;
+- every repository in the configuration gets the snapshot (the local one first, then S3 when
+  configured), then retention, then ``restic check``; any failure makes the run exit 1;
+- restore writes the configured paths only: restic restores into a private directory with one
+  --include per configured path (and the SQLite stage), whatever else the snapshot holds, and
+  --verify; then each configured path is replaced by its restored copy (a configured path the
+  snapshot does not hold is left alone). A failed restore leaves the host as it was.
+
+The configuration is JSON (the role writes it): paths, host, password_file, cache_dir,
+stage_dir, repositories [{name, url}], keep {last, hourly, daily, weekly, monthly},
+check_read_data_subset, restore_services. Python 3 standard library and restic only.
 """
 import argparse
-import datetime
-import hashlib
-import io
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 SQLITE_MAGIC = b"SQLite format 3\x00"
-MANIFEST = "MANIFEST.json"
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+TAG = "airlock"
 
 
 class BackupError(Exception):
     pass
 
 
-def sha256_file(path, h=None):
-    h = h or hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_config(path):
     with open(path, encoding="utf-8") as f:
         cfg = json.load(f)
-    cfg.setdefault("dir", "/var/backups/airlock")
-    cfg.setdefault("prefix", socket.gethostname())
-    cfg.setdefault("paths", [])
-    cfg.setdefault("retention_count", 14)
-    cfg.setdefault("retention_days", 30)
-    cfg.setdefault("s3", {})
-    if not isinstance(cfg["retention_count"], int) or cfg["retention_count"] < 1:
-        raise BackupError("retention_count must be an integer >= 1")
-    if not isinstance(cfg["retention_days"], int) or cfg["retention_days"] < 1:
-        raise BackupError("retention_days must be an integer >= 1")
+    for key in ("paths", "host", "password_file", "repositories"):
+        if not cfg.get(key):
+            raise BackupError(f"{path}: {key} is missing")
+    cfg.setdefault("cache_dir", "/var/cache/airlock-backup")
+    cfg.setdefault("stage_dir", "/var/lib/airlock-backup/sqlite")
+    cfg.setdefault("keep", {})
+    cfg.setdefault("check_read_data_subset", "")
     for p in cfg["paths"]:
         if not p.startswith("/") or os.path.normpath(p) in ("/", "/."):
             raise BackupError(f"paths: {p!r} must be an absolute path other than /")
+    if not any(int(v) > 0 for v in cfg["keep"].values()):
+        raise BackupError("keep: at least one of last, hourly, daily, weekly, monthly must be >= 1")
     return cfg
 
 
+def repository(cfg, name=None):
+    repos = cfg["repositories"]
+    if name is None:
+        return repos[0]
+    for repo in repos:
+        if repo["name"] == name:
+            return repo
+    raise BackupError(f"no repository named {name!r} (configured: {', '.join(r['name'] for r in repos)})")
+
+
+def restic(cfg, repo, *args, check=True):
+    """Run restic on one repository; the password comes from the file, never the command line."""
+    argv = ["restic", "--repo", repo["url"], "--password-file", cfg["password_file"],
+            "--cache-dir", cfg["cache_dir"], *args]
+    env = dict(os.environ)
+    env.pop("RESTIC_PASSWORD", None)
+    env.pop("RESTIC_PASSWORD_COMMAND", None)
+    env.update(repo.get("env") or {})
+    res = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    if check and res.returncode != 0:
+        detail = " | ".join(ln.strip() for ln in res.stderr.strip().splitlines()[-4:]) or f"exit {res.returncode}"
+        raise BackupError(f"repository {repo['name']}: restic {args[0]} failed (exit {res.returncode}): {detail}")
+    return res
+
+
 def is_sqlite(path):
-    if not path.endswith(SQLITE_SUFFIXES):
+    if not path.endswith(SQLITE_SUFFIXES) or os.path.islink(path) or not os.path.isfile(path):
         return False
     try:
         with open(path, "rb") as f:
@@ -78,169 +99,133 @@ def is_sqlite(path):
         return False
 
 
-def walk(root):
-    """Every file, symlink and directory under root (root itself included)."""
-    yield root
+def walk_files(root):
     if os.path.isdir(root) and not os.path.islink(root):
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for name in dirnames + sorted(filenames):
+        for dirpath, _dirnames, filenames in os.walk(root):
+            for name in sorted(filenames):
                 yield os.path.join(dirpath, name)
+    else:
+        yield root
 
 
-def archives(cfg):
-    d = cfg["dir"]
-    if not os.path.isdir(d):
-        return []
-    names = [n for n in os.listdir(d) if n.startswith(cfg["prefix"] + "-") and n.endswith(".tar.gz")]
-    return sorted(os.path.join(d, n) for n in names)  # the UTC timestamp in the name sorts by age
+def glob_escape(path):
+    return "".join("\\" + c if c in "*?[]\\" else c for c in path)
+
+
+def stage_sqlite(cfg, roots):
+    """Consistent copies of the SQLite databases under roots, in stage_dir at their own path."""
+    stage = cfg["stage_dir"]
+    if os.path.lexists(stage):
+        shutil.rmtree(stage)
+    os.makedirs(stage, mode=0o700)
+    staged = []
+    for root in roots:
+        for path in walk_files(root):
+            if not is_sqlite(path):
+                continue
+            copy = stage + path
+            os.makedirs(os.path.dirname(copy), mode=0o700, exist_ok=True)
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as src, sqlite3.connect(copy) as out:
+                src.backup(out)
+            src.close()
+            out.close()
+            st = os.lstat(path)
+            os.chown(copy, st.st_uid, st.st_gid)
+            os.chmod(copy, st.st_mode & 0o7777)
+            os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+            staged.append(path)
+    return staged
+
+
+def do_init(cfg):
+    created, existing = [], []
+    for repo in cfg["repositories"]:
+        res = restic(cfg, repo, "cat", "config", check=False)
+        if res.returncode == 0:
+            existing.append(repo["name"])
+            continue
+        if "wrong password" in res.stderr:
+            raise BackupError(f"repository {repo['name']}: wrong password (the repository exists with another password)")
+        restic(cfg, repo, "init")
+        created.append(repo["name"])
+    return {"created": created, "existing": existing}
+
+
+def keep_args(cfg):
+    args = []
+    for name in ("last", "hourly", "daily", "weekly", "monthly"):
+        n = int(cfg["keep"].get(name, 0) or 0)
+        if n > 0:
+            args += [f"--keep-{name}", str(n)]
+    return args
+
+
+def check_args(cfg):
+    subset = cfg.get("check_read_data_subset") or ""
+    return [f"--read-data-subset={subset}"] if subset else []
 
 
 def do_backup(cfg):
     started = time.monotonic()
-    os.makedirs(cfg["dir"], mode=0o700, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    final = os.path.join(cfg["dir"], f"{cfg['prefix']}-{stamp}.tar.gz")
-    tmp = final + ".partial"
-    manifest = {"created": stamp, "host": socket.gethostname(), "paths": {}, "files": {}}
-    with tempfile.TemporaryDirectory(prefix="airlock-backup-") as work:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-            for root in cfg["paths"]:
-                root = os.path.normpath(root)
-                if not os.path.lexists(root):
-                    manifest["paths"][root] = "absent"
-                    continue
-                manifest["paths"][root] = "dir" if os.path.isdir(root) and not os.path.islink(root) else "file"
-                for path in walk(root):
-                    arcname = path.lstrip("/")
-                    src = path
-                    if os.path.isfile(path) and not os.path.islink(path) and is_sqlite(path):
-                        src = os.path.join(work, hashlib.sha1(path.encode()).hexdigest())
-                        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db, sqlite3.connect(src) as out:
-                            db.backup(out)
-                        db.close()
-                        out.close()
-                    info = tar.gettarinfo(src, arcname)
-                    st = os.lstat(path)  # owner, mode and times of the original, not the copy
-                    info.uid, info.gid, info.mode, info.mtime = st.st_uid, st.st_gid, st.st_mode & 0o7777, st.st_mtime
-                    info.uname = info.gname = ""
-                    if info.isfile():
-                        manifest["files"][arcname] = {"sha256": sha256_file(src), "mode": info.mode,
-                                                      "uid": info.uid, "gid": info.gid, "size": info.size}
-                        with open(src, "rb") as f:
-                            tar.addfile(info, f)
-                    else:
-                        tar.addfile(info)
-            data = json.dumps(manifest, indent=1, sort_keys=True).encode()
-            info = tarfile.TarInfo(MANIFEST)
-            info.size, info.mode, info.mtime = len(data), 0o600, time.time()
-            tar.addfile(info, io.BytesIO(data))
-    digest = sha256_file(tmp)
-    os.replace(tmp, final)
-    with open(final + ".sha256", "w", encoding="ascii") as f:
-        f.write(f"{digest}  {os.path.basename(final)}\n")
-    os.chmod(final + ".sha256", 0o600)
-    pruned = prune(cfg)
-    uploaded = upload(cfg, final) if cfg["s3"].get("bucket") else None
-    return {"archive": final, "sha256": digest, "files": len(manifest["files"]), "bytes": os.path.getsize(final),
-            "paths": manifest["paths"], "pruned": pruned, "s3": uploaded, "seconds": round(time.monotonic() - started, 3)}
+    paths = {os.path.normpath(p): ("present" if os.path.lexists(p) else "absent") for p in cfg["paths"]}
+    roots = [p for p, state in paths.items() if state == "present"]
+    if not roots:
+        raise BackupError("none of the configured paths exists on this host")
+    staged = stage_sqlite(cfg, roots)
+    targets = roots + ([cfg["stage_dir"]] if staged else [])
+    out = {"paths": paths, "sqlite": staged, "repositories": {}}
+    errors = []
+    with tempfile.NamedTemporaryFile("w", prefix="airlock-backup-exclude-", suffix=".txt") as excl:
+        for db in staged:
+            for suffix in ("",) + SQLITE_SIDE_FILES:
+                excl.write(glob_escape(db + suffix) + "\n")
+        excl.flush()
+        for repo in cfg["repositories"]:
+            try:
+                res = restic(cfg, repo, "backup", "--json", "--host", cfg["host"], "--tag", TAG,
+                             "--exclude-file", excl.name, "--", *targets)
+                summary = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
+                summary = [s for s in summary if s.get("message_type") == "summary"]
+                snap = summary[-1].get("snapshot_id", "") if summary else ""
+                forget = restic(cfg, repo, "forget", "--json", "--host", cfg["host"], "--group-by", "host",
+                                *keep_args(cfg), "--prune")
+                removed = sum(len(g.get("remove") or []) for g in json.loads(forget.stdout.splitlines()[0] or "[]"))
+                restic(cfg, repo, "check", *check_args(cfg))
+                out["repositories"][repo["name"]] = {"snapshot": snap[:8], "forgotten": removed, "check": "ok"}
+            except (BackupError, ValueError, IndexError) as e:
+                errors.append(str(e))
+                out["repositories"][repo["name"]] = {"error": str(e)}
+    if os.path.lexists(cfg["stage_dir"]):
+        shutil.rmtree(cfg["stage_dir"])  # the copies are in the snapshot; no second clear copy stays behind
+    out["seconds"] = round(time.monotonic() - started, 3)
+    if errors:
+        print(json.dumps(out, sort_keys=True))
+        raise BackupError("; ".join(errors))
+    return out
 
 
-def prune(cfg, now=None):
-    """Keep the newest retention_count archives, none older than retention_days; never the newest."""
-    now = now or time.time()
-    items = archives(cfg)
-    removed = []
-    for i, path in enumerate(items):
-        newest_rank = len(items) - i  # 1 = newest
-        if newest_rank == 1:
-            continue
-        too_many = newest_rank > cfg["retention_count"]
-        too_old = now - os.path.getmtime(path) > cfg["retention_days"] * 86400
-        if too_many or too_old:
-            for p in (path, path + ".sha256"):
-                if os.path.exists(p):
-                    os.unlink(p)
-            removed.append(os.path.basename(path))
-    return removed
+def do_check(cfg):
+    for repo in cfg["repositories"]:
+        restic(cfg, repo, "check", *check_args(cfg))
+    return {"check": "ok", "repositories": [r["name"] for r in cfg["repositories"]]}
 
 
-def upload(cfg, path):
-    s3 = cfg["s3"]
-    key = f"{s3.get('prefix', '').strip('/')}/{os.path.basename(path)}".lstrip("/")
-    extra = {"ServerSideEncryption": s3.get("sse", "AES256")}
-    if s3.get("sse") == "aws:kms" and s3.get("kms_key_id"):
-        extra["SSEKMSKeyId"] = s3["kms_key_id"]
-    try:
-        import boto3  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        boto3 = None
-    if boto3 is None and not shutil.which("aws"):
-        raise BackupError(f"S3 upload configured but neither boto3 nor the aws CLI is installed; the local archive {path} is kept")
-    for name in (path, path + ".sha256"):
-        k = key if name == path else key + ".sha256"
-        try:
-            if boto3 is not None:
-                kwargs = {"region_name": s3.get("region")} if s3.get("region") else {}
-                if s3.get("endpoint_url"):
-                    kwargs["endpoint_url"] = s3["endpoint_url"]
-                boto3.client("s3", **kwargs).upload_file(name, s3["bucket"], k, ExtraArgs=extra)
-            else:
-                argv = ["aws", "s3", "cp", name, f"s3://{s3['bucket']}/{k}", "--sse", extra["ServerSideEncryption"]]
-                if s3.get("endpoint_url"):
-                    argv += ["--endpoint-url", s3["endpoint_url"]]
-                subprocess.run(argv, check=True, capture_output=True)
-        except Exception as e:  # noqa: BLE001 (boto3, botocore and the aws CLI raise unrelated types)
-            detail = e.stderr.decode(errors="replace").strip() if isinstance(e, subprocess.CalledProcessError) and e.stderr else e
-            raise BackupError(f"S3 copy to s3://{s3['bucket']}/{k} failed: {detail}; the local archive {path} is kept") from e
-    return f"s3://{s3['bucket']}/{key}"
+def snapshots(cfg, repo):
+    res = restic(cfg, repo, "snapshots", "--json", "--host", cfg["host"])
+    items = json.loads(res.stdout or "[]") or []
+    return sorted(items, key=lambda s: s["time"])
 
 
-def resolve(cfg, archive):
-    if archive in (None, "", "latest"):
-        items = archives(cfg)
-        if not items:
-            raise BackupError(f"no archive in {cfg['dir']}")
+def resolve(cfg, repo, wanted):
+    items = snapshots(cfg, repo)
+    if not items:
+        raise BackupError(f"repository {repo['name']}: no snapshot of host {cfg['host']}")
+    if wanted in (None, "", "latest"):
         return items[-1]
-    path = archive if os.path.isabs(archive) else os.path.join(cfg["dir"], archive)
-    if not os.path.isfile(path):
-        raise BackupError(f"archive {archive!r} not found")
-    return path
-
-
-def safe_member(name):
-    return not (name.startswith("/") or ".." in name.split("/"))
-
-
-def verify(path):
-    """Check the archive against its .sha256 and every member against the manifest."""
-    side = path + ".sha256"
-    if os.path.exists(side):
-        want = open(side, encoding="ascii").read().split()[0]
-        got = sha256_file(path)
-        if got != want:
-            raise BackupError(f"{path}: checksum {got} does not match {side}")
-    with tarfile.open(path, "r:gz") as tar:
-        manifest = json.load(tar.extractfile(MANIFEST))
-        seen = set()
-        for m in tar.getmembers():
-            if m.name == MANIFEST:
-                continue
-            if not safe_member(m.name):
-                raise BackupError(f"{path}: unsafe member name {m.name!r}")
-            if m.isfile():
-                h = hashlib.sha256()
-                f = tar.extractfile(m)
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-                if manifest["files"].get(m.name, {}).get("sha256") != h.hexdigest():
-                    raise BackupError(f"{path}: member {m.name} does not match the manifest")
-                seen.add(m.name)
-        missing = set(manifest["files"]) - seen
-        if missing:
-            raise BackupError(f"{path}: members missing: {sorted(missing)[:5]}")
-    return manifest
+    found = [s for s in items if s["id"].startswith(wanted) or s.get("short_id") == wanted]
+    if len(found) != 1:
+        raise BackupError(f"repository {repo['name']}: snapshot {wanted!r} {'is ambiguous' if found else 'not found'}")
+    return found[0]
 
 
 def remove(path):
@@ -250,65 +235,111 @@ def remove(path):
         os.unlink(path)
 
 
-def do_restore(cfg, archive, root="/"):
+def count_files(path):
+    return sum(1 for p in walk_files(path) if os.path.lexists(p)) if os.path.lexists(path) else 0
+
+
+def place(staged, dest):
+    """Put a restored tree in place: a rename on the same filesystem, else cp -a (owners, modes, times)."""
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    remove(dest)
+    try:
+        os.rename(staged, dest)
+    except OSError:
+        subprocess.run(["cp", "-a", "--no-target-directory", staged, dest], check=True, capture_output=True)
+
+
+def do_restore(cfg, wanted, repo_name=None, root="/"):
+    """Restore the configured paths of a snapshot, and nothing else.
+
+    restic restores into a private directory first (one --include per configured path the
+    snapshot holds, and the SQLite stage), with --verify; only when that succeeded is each
+    configured path replaced by its restored copy. A failure before that leaves the host as it was.
+    """
     started = time.monotonic()
-    path = resolve(cfg, archive)
-    manifest = verify(path)
-    restored = []
-    with tarfile.open(path, "r:gz") as tar:
-        members = [m for m in tar.getmembers() if m.name != MANIFEST]
-        for top, kind in manifest["paths"].items():
-            if kind == "absent":
-                continue
-            target = os.path.join(root, top.lstrip("/"))
-            remove(target)
-            prefix = top.lstrip("/")
-            mine = [m for m in members if m.name == prefix or m.name.startswith(prefix + "/")]
-            kwargs = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
-            # numeric owners: the archive keeps uid/gid, not names
-            tar.extractall(root, members=mine, numeric_owner=True, **kwargs)  # noqa: S202 (names checked in verify)
-            for m in mine:  # the "tar" filter clears setuid/setgid; put the archived mode back
-                p = os.path.join(root, m.name)
-                if not m.issym():
-                    os.chmod(p, m.mode)
-            restored.append(top)
-    bad = [n for n, meta in manifest["files"].items() if sha256_file(os.path.join(root, n)) != meta["sha256"]]
-    if bad:
-        raise BackupError(f"restored files differ from the manifest: {bad[:5]}")
-    return {"archive": path, "restored": restored, "files": len(manifest["files"]),
+    repo = repository(cfg, repo_name)
+    snap = resolve(cfg, repo, wanted)
+    in_snapshot = {os.path.normpath(p) for p in snap.get("paths") or []}
+    configured = [os.path.normpath(p) for p in cfg["paths"]]
+    # Only configured paths the snapshot holds; a configured path absent from it is left alone.
+    chosen = [p for p in configured if p in in_snapshot]
+    if not chosen:
+        raise BackupError(f"snapshot {snap['short_id']} holds none of the configured paths")
+    stage = os.path.normpath(cfg["stage_dir"])
+    with_stage = stage in in_snapshot
+
+    def rooted(p):
+        return os.path.join(root, p.lstrip("/"))
+
+    work_parent = rooted(os.path.dirname(stage))
+    os.makedirs(work_parent, mode=0o700, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="restore-", dir=work_parent)
+    try:
+        includes = []
+        for p in chosen + ([stage] if with_stage else []):
+            includes += ["--include", glob_escape(p)]
+        restic(cfg, repo, "restore", snap["id"], "--target", work, "--verify", *includes)
+        missing = [p for p in chosen if not os.path.lexists(work + p)]
+        if missing:
+            raise BackupError(f"snapshot {snap['short_id']}: restic restored nothing for {', '.join(missing)}")
+        for p in chosen:
+            place(work + p, rooted(p))
+        databases = []
+        if with_stage:
+            for copy in walk_files(work + stage):
+                if not os.path.isfile(copy):
+                    continue
+                original = copy[len(work + stage):]
+                if not any(original == p or original.startswith(p + "/") for p in chosen):
+                    continue  # a database outside the configured paths is never written
+                dest = rooted(original)
+                for suffix in SQLITE_SIDE_FILES:
+                    remove(dest + suffix)
+                st = os.lstat(copy)
+                shutil.copy2(copy, dest)
+                os.chown(dest, st.st_uid, st.st_gid)
+                databases.append(original)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"snapshot": snap["short_id"], "repository": repo["name"], "time": snap["time"], "restored": chosen,
+            "databases": databases, "files": sum(count_files(rooted(p)) for p in chosen),
             "seconds": round(time.monotonic() - started, 3)}
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="airlock backups")
+    p = argparse.ArgumentParser(description="airlock backups (restic)")
     p.add_argument("--config", default="/etc/airlock/backup.json")
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("backup")
+    for name in ("init", "backup", "check"):
+        sub.add_parser(name)
     ls = sub.add_parser("list")
     ls.add_argument("--json", action="store_true")
-    for name in ("restore", "verify"):
-        sp = sub.add_parser(name)
-        sp.add_argument("--archive", default="latest")
-        if name == "restore":
-            sp.add_argument("--root", default="/", help="restore under this directory instead of /")
+    ls.add_argument("--repository")
+    rs = sub.add_parser("restore")
+    rs.add_argument("--snapshot", default="latest")
+    rs.add_argument("--repository", help="name of a configured repository (default: the first, local)")
+    rs.add_argument("--root", default="/", help="restore under this directory instead of /")
     a = p.parse_args(argv)
     try:
         cfg = load_config(a.config)
-        if a.cmd == "backup":
+        if a.cmd == "init":
+            out = do_init(cfg)
+        elif a.cmd == "backup":
             out = do_backup(cfg)
+        elif a.cmd == "check":
+            out = do_check(cfg)
         elif a.cmd == "list":
-            items = [{"name": os.path.basename(x), "bytes": os.path.getsize(x), "mtime": os.path.getmtime(x)} for x in archives(cfg)]
+            repo = repository(cfg, a.repository)
+            items = [{"id": s["short_id"], "time": s["time"], "paths": s.get("paths", []), "repository": repo["name"]}
+                     for s in snapshots(cfg, repo)]
             if not a.json:
                 for i in items:
-                    print(f"{i['name']}  {i['bytes']} bytes")
+                    print(f"{i['repository']} {i['id']}  {i['time']}  {' '.join(i['paths'])}")
                 return 0
             out = items
-        elif a.cmd == "verify":
-            path = resolve(cfg, a.archive)
-            out = {"archive": path, "files": len(verify(path)["files"]), "valid": True}
         else:
-            out = do_restore(cfg, a.archive, a.root)
-    except (BackupError, OSError, tarfile.TarError, sqlite3.Error, json.JSONDecodeError, KeyError) as e:
+            out = do_restore(cfg, a.snapshot, a.repository, a.root)
+    except (BackupError, OSError, sqlite3.Error, json.JSONDecodeError, KeyError, ValueError) as e:
         print(f"airlock-backup: {a.cmd} failed: {e}", file=sys.stderr)
         return 1
     print(json.dumps(out, sort_keys=True))
