@@ -28,6 +28,7 @@ ssh                                     openssh-client        the AWS path (Ansi
 openssl                                 openssl               tests/unit (test certificates, alertd certificate checks)
 curl                                    curl                  the login check make lab prints (curl against the proxy)
 wrk                                     wrk                   tests/bench (tools/bench.sh, the benchmark load generator)
+restic                                  restic                tests/unit (the backup command with restic: local and S3 repositories)
 '
 
 missing=("$@")
