@@ -1,4 +1,6 @@
-"""alertd delivers real alerts (log sink and webhook) within seconds; backups are scheduled."""
+"""alertd delivers real alerts (log sink and webhook) within seconds; restic backups are
+scheduled, encrypted, checked, pruned and restored (the configured paths only), and a failed
+backup fails its unit and alerts."""
 import json
 import time
 
@@ -89,12 +91,86 @@ def test_certificate_expiry(host):
     assert 3.5 < found[0]["details"]["days_left"] <= 5 and found[0]["severity"] == "critical"
 
 
-def test_backup_timer_and_retention(host):
+REPO = "/var/backups/airlock"
+BACKUP = "/usr/local/sbin/airlock-backup"
+RESTIC = f"restic --repo {REPO} --password-file /etc/airlock/backup-restic.pass --cache-dir /var/cache/airlock-backup"
+
+
+def snapshot_ids(host):
+    return [s["id"] for s in json.loads(host.check_output(f"{BACKUP} list --json"))]
+
+
+def test_backup_timer_password_and_sandbox(host):
     assert host.service("airlock-backup.timer").is_enabled
+    assert host.package("restic").is_installed
+    pw = host.file("/etc/airlock/backup-restic.pass")
+    assert (pw.user, pw.group, pw.mode) == ("root", "root", 0o600)
+    assert host.file(REPO).mode == 0o700
+    config = host.file("/etc/airlock/backup.json")
+    assert config.mode == 0o600 and "molecule-restic-password" not in config.content_string
+    assert host.file(f"{REPO}/config").exists, "the repository was initialised by the role"
+    props = host.check_output("systemctl show airlock-backup.service -p ProtectSystem -p NoNewPrivileges -p User "
+                              "-p CapabilityBoundingSet -p ReadWritePaths")
+    assert "ProtectSystem=strict" in props and "NoNewPrivileges=yes" in props and "User=\n" in props + "\n"
+    assert "cap_dac_read_search" in props and "cap_sys_admin" not in props
+
+
+def test_backup_service_snapshots_and_checks(host):
+    before = snapshot_ids(host)
+    host.run_expect([0], "systemctl start airlock-backup.service")
+    after = snapshot_ids(host)
+    assert len(after) >= 1 and after[-1] not in before
+    log = host.check_output("journalctl -u airlock-backup.service -o cat --no-pager -n 20")
+    assert '"check": "ok"' in log and '"/etc/nonexistent-airlock": "absent"' in log
+    host.run_expect([0], f"{RESTIC} check --read-data")
+
+
+def test_backup_repository_is_encrypted(host):
+    canary = f"sk-molecule-canary-{int(time.time())}"
+    host.run_expect([0], f"echo 'LLM_API_KEY={canary}' > /etc/openhands/canary.env && chmod 600 /etc/openhands/canary.env")
+    try:
+        host.run_expect([0], f"{BACKUP} backup")
+        assert host.run(f"grep -rlF {canary} /etc/openhands").rc == 0, "positive control: grep finds the key"
+        found = host.run(f"grep -rlF -e {canary} -e LLM_API_KEY -e canary.env {REPO}")
+        assert found.rc == 1 and found.stdout == "", f"secret in clear in the repository: {found.stdout}"
+        assert canary in host.check_output(f"{RESTIC} dump latest /etc/openhands/canary.env")
+    finally:
+        host.run("rm -f /etc/openhands/canary.env")
+
+
+def test_backup_retention_keeps_the_newest(host):
+    made = []
     for _ in range(4):
-        host.run_expect([0], "/usr/local/sbin/airlock-backup backup")
-        time.sleep(0.05)
-    names = host.check_output("ls /var/backups/airlock").split()
-    assert len([n for n in names if n.endswith(".tar.gz")]) == 3, names
-    assert host.file("/var/backups/airlock").mode == 0o700
-    host.run_expect([0], "/usr/local/sbin/airlock-backup verify")
+        out = json.loads(host.check_output(f"{BACKUP} backup"))
+        made.append(out["repositories"]["local"]["snapshot"])
+    assert snapshot_ids(host) == made[-3:]
+
+
+def test_restore_brings_a_deleted_file_back_and_writes_only_configured_paths(host):
+    host.run_expect([0], "echo drill-marker > /etc/openhands/marker && mkdir -p /etc/outside-probe && echo x > /etc/outside-probe/f")
+    # A snapshot that also holds a path outside backup_paths (made by restic directly).
+    host.run_expect([0], f"{RESTIC} backup --host airlock-monitoring --tag airlock /var/lib/openhands /etc/openhands /etc/outside-probe")
+    host.run_expect([0], "rm -rf /etc/outside-probe /etc/openhands/marker")
+    out = json.loads(host.check_output(f"{BACKUP} restore"))
+    assert out["restored"] == ["/var/lib/openhands", "/etc/openhands"]
+    assert host.file("/etc/openhands/marker").content_string == "drill-marker\n"
+    assert not host.file("/etc/outside-probe").exists, "restore wrote a path outside backup_paths"
+    host.run("rm -f /etc/openhands/marker")
+
+
+def test_wrong_password_fails_the_backup_service_and_alerts(host):
+    denied = host.run(f"RESTIC_PASSWORD=wrong-password-0123 restic --repo {REPO} --cache-dir /tmp/c snapshots")
+    assert denied.rc != 0 and "wrong password" in denied.stderr
+    host.run_expect([0], "cp -p /etc/airlock/backup-restic.pass /root/restic.pass.keep && "
+                         "printf wrong-password-0123 > /etc/airlock/backup-restic.pass")
+    try:
+        host.run("systemctl reset-failed airlock-backup.service")
+        res = host.run("systemctl start airlock-backup.service")
+        assert res.rc != 0
+        assert host.check_output("systemctl is-failed airlock-backup.service || true") == "failed"
+        assert "wrong password" in host.check_output("journalctl -u airlock-backup.service -o cat --no-pager -n 5")
+        wait_for(host, lambda a: a["key"] == "service_failure:airlock-backup.service")
+    finally:
+        host.run("cp -p /root/restic.pass.keep /etc/airlock/backup-restic.pass && rm -f /root/restic.pass.keep")
+        host.run("systemctl reset-failed airlock-backup.service")
+    host.run_expect([0], "systemctl start airlock-backup.service")
