@@ -81,6 +81,20 @@ def test_site_converges():
     ok(playbook("playbooks/backup.yml"))
 
 
+def test_backups_are_encrypted_and_checked():
+    """The server's restic repository holds the lab's LLM key nowhere in clear, while the
+    same search finds it in the gateway's configuration it backed up; restic check passes."""
+    key = (ROOT / f".{LAB['AIRLOCK_LAB_NAME']}" / "llm-api-key").read_text().strip()
+    server = f"{PREFIX}-openhands"
+    found = subprocess.run(["docker", "exec", server, "grep", "-rlF", key, "/etc/airlock-llm-gateway"],
+                           capture_output=True, text=True)
+    assert found.returncode == 0 and found.stdout.strip(), "positive control: the key is in the backed-up configuration"
+    leak = subprocess.run(["docker", "exec", server, "grep", "-rlF", key, "/var/backups/airlock"],
+                          capture_output=True, text=True)
+    assert leak.returncode == 1 and leak.stdout == "", f"the LLM key in clear in the repository: {leak.stdout}"
+    docker("exec", server, "/usr/local/sbin/airlock-backup", "check")
+
+
 def test_sandbox_urls_are_the_proxys_and_need_the_login():
     """The stand-in hands out sandbox URLs from the variable OpenHands 1.11.0 reads
     (SANDBOX_CONTAINER_URL_PATTERN, see standin.sandbox_url_pattern): a role that sets
