@@ -17,7 +17,7 @@ export PY_COLORS ?= 0
 JOBS ?= 2
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help setup lab lab-down test lint unit roles aws host molecule e2e e2e-real bench bench-smoke
+.PHONY: help setup lab lab-down test lint unit roles aws host molecule e2e e2e-real bench bench-smoke mutants
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -72,3 +72,8 @@ bench-smoke: setup
 
 bench: setup
 	@tools/bench.sh
+
+# The whole mutation matrix (tools/mutants): every scenario brought up, each control removed
+# in turn, its tests must fail; rewrites docs/controls.md (its run time is there).
+mutants: setup
+	@tools/mutants/run.py --up --down --doc docs/controls.md

@@ -11,7 +11,9 @@
 # (the real OpenHands server built from PyPI in a lab of its own, a conversation through
 # the proxy: tests/e2e/test_real_openhands.py), bench (the benchmark's smoke mode, so it
 # cannot rot: tests/bench), fresh (tools/setup.sh then the unit stage in a bare Debian 12
-# container, from a clone under /root: tools/testbed/fresh-machine.sh).
+# container, from a clone under /root: tools/testbed/fresh-machine.sh), mutants_fast (the
+# fast subset of the mutation matrix, tools/mutants: run on the nginx_proxy scenario right
+# after its verify, before its destroy; alone, it brings the scenario up and down itself).
 # lint, unit, roles, aws, host and fresh run one after another beside the Molecule scenarios,
 # and the image of the real server (realserver_image, cached by recipe) builds at low
 # priority beside them; then e2e, e2e_real and bench run one after another, alone.
@@ -60,7 +62,16 @@ stage_realserver_image() { nice -n 10 tools/realserver/build.sh --save .cache/im
 stage_e2e_real() { must_pass -q -p no:cacheprovider -rs tests/e2e/test_real_openhands.py; }
 stage_bench() { must_pass -q -p no:cacheprovider -rs tests/bench; }
 stage_fresh() { nice -n 10 tools/testbed/fresh-machine.sh; }
-scenario() { molecule test -s "$1"; }
+stage_mutants_fast() { tools/mutants/run.py --fast --up --down --report reports/mutants-fast.json; }
+MUTANTS_FAST_SCENARIO=nginx_proxy
+scenario() {
+  local rc
+  [ "$1" = "$MUTANTS_FAST_SCENARIO" ] || { molecule test -s "$1"; return; }
+  molecule test -s "$1" --destroy never; rc=$?
+  [ $rc -ne 0 ] || run_stage mutants_fast stage_mutants_fast
+  molecule destroy -s "$1"
+  return $rc
+}
 
 all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
 
@@ -102,7 +113,7 @@ else
   stage=$1; shift
   case $stage in
     molecule) run_molecule "$@" ;;
-    lint|unit|roles|aws|host|fresh|e2e|e2e_real|realserver_image|bench) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
+    lint|unit|roles|aws|host|fresh|e2e|e2e_real|realserver_image|bench|mutants_fast) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 fi
