@@ -376,7 +376,8 @@ def airlock_nacl_entries(inputs):
     entry is ``[rule_no, "tcp", "allow", cidr, None, None, port_from, port_to]``, the list
     format of ``amazon.aws.ec2_vpc_nacl``. Rule numbers start at 100 in steps of 10.
     Flows (see docs/aws.md): clients -> proxy (22, 80, 443); proxy -> server (22, app
-    port, sandbox range); proxy -> internet (patch ports); server -> LLM endpoints
+    port, sandbox range); server -> proxy (443: OpenHands calls its sandboxes through the
+    public URL); proxy -> internet (patch ports); server -> LLM endpoints
     through the NAT gateway in the public subnet. Return traffic uses the ephemeral
     range. Amazon DNS and the Amazon Time Sync Service are not filtered by network
     ACLs, and traffic inside one subnet (server -> Bedrock endpoint) never crosses one.
@@ -398,6 +399,9 @@ def airlock_nacl_entries(inputs):
     pub_in, pub_out, priv_in, priv_out = [], [], [], []
     for cidr in inputs["authorized_cidrs"]:
         pub_in.extend(rule(cidr, (port, port)) for port in (22, 80, 443))
+    # The server calls the proxy's HTTPS port: OpenHands drives its sandboxes through the
+    # public URLs it hands out (the proxy's /runtime/<port> routes).
+    pub_in.append(rule(private, (443, 443)))
     if use_nat:
         pub_in.extend(rule(private, (port, port)) for port in sorted({port for _, port in llm}))
     pub_in.append(rule(ANYWHERE, eph))
@@ -410,9 +414,11 @@ def airlock_nacl_entries(inputs):
         pub_out.extend(rule(cidr, (port, port)) for cidr, port in llm)
 
     priv_in.extend(rule(public, ports) for ports in app_ports)
+    priv_in.append(rule(public, eph))  # the proxy's replies to the server's HTTPS calls
     if use_nat:
         priv_in.extend(rule(cidr, eph) for cidr in _unique([cidr for cidr, _ in llm]))
     priv_out.append(rule(public, eph))
+    priv_out.append(rule(public, (443, 443)))  # server -> proxy (sandbox URLs)
     if use_nat:
         priv_out.extend(rule(cidr, (port, port)) for cidr, port in llm)
 
@@ -447,6 +453,8 @@ def airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg=None):
         for cidr in inputs["authorized_cidrs"]
         for port, label in ((22, "ssh"), (80, "http"), (443, "https"))
     ]
+    # OpenHands calls its sandboxes through the public URLs it hands out: the proxy's 443.
+    proxy_in.append(tcp(443, 443, "https from server (sandbox urls)", group=server_sg))
     proxy_out = [tcp(lo, hi, f"{label} to server", group=server_sg) for lo, hi, label in app_ports]
     proxy_out += [tcp(port, port, "patching", cidr=ANYWHERE) for port in inputs.get("proxy_patch_ports", [])]
     proxy_out += [
@@ -456,7 +464,7 @@ def airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg=None):
     ]
 
     server_in = [tcp(lo, hi, f"{label} from proxy", group=proxy_sg) for lo, hi, label in app_ports]
-    server_out = []
+    server_out = [tcp(443, 443, "https to proxy (sandbox urls)", group=proxy_sg)]
     for entry in inputs.get("llm_endpoints") or []:
         port = entry.get("port", 443)
         label = f"llm {entry['name']}"

@@ -170,7 +170,8 @@ def test_public_nacl_exact(alpha):
     private = "10.0.1.0/24"
     assert nacl_rules(nacl, egress=False) == {
         *((c, p, p) for c in clients for p in (22, 80, 443)),  # clients -> proxy
-        (private, 443, 443), (private, 8443, 8443),  # server -> NAT gateway (LLM ports)
+        (private, 443, 443),  # server -> proxy (sandbox URLs); server -> NAT gateway (LLM port)
+        (private, 8443, 8443),  # server -> NAT gateway (LLM port)
         (WORLD, *EPH),  # replies from the internet (proxy patching, NAT) and the server
     }
     assert nacl_rules(nacl, egress=True) == {
@@ -188,10 +189,12 @@ def test_private_nacl_exact(alpha):
     public = "10.0.0.0/24"
     assert nacl_rules(nacl, egress=False) == {
         (public, 22, 22), (public, 3000, 3000), (public, 32768, 60999),  # proxy -> server
+        (public, *EPH),  # the proxy's replies to the server's HTTPS calls
         (WORLD, *EPH), ("192.0.2.0/24", *EPH),  # LLM replies (hostname entry: anywhere)
     }
     assert nacl_rules(nacl, egress=True) == {
         (public, *EPH),  # replies to the proxy
+        (public, 443, 443),  # server -> proxy (sandbox URLs)
         (WORLD, 443, 443), ("192.0.2.0/24", 8443, 8443),  # server -> LLM endpoints
     }
 
@@ -215,7 +218,7 @@ def test_security_groups_exact(alpha):
     app = {("tcp", 22, 22), ("tcp", 3000, 3000), ("tcp", 32768, 60999)}
     assert sg_rules(proxy, False, names) == {
         ("tcp", p, p, c) for c in ("203.0.113.0/24", "198.51.100.7/32") for p in (22, 80, 443)
-    }
+    } | {("tcp", 443, 443, "sg:server")}  # the server calls its sandboxes through the public URL
     assert sg_rules(proxy, True, names) == {
         *((*a, "sg:server") for a in app), ("tcp", 80, 80, WORLD), ("tcp", 443, 443, WORLD), *dns_ntp,
     }
@@ -224,6 +227,7 @@ def test_security_groups_exact(alpha):
         ("tcp", 443, 443, WORLD),  # hostname entry: names are filtered on the host
         ("tcp", 8443, 8443, "192.0.2.0/24"),
         ("tcp", 443, 443, "sg:bedrock-endpoint"),
+        ("tcp", 443, 443, "sg:proxy"),  # the sandbox URLs, through the proxy
         *dns_ntp,
     }
     assert sg_rules(endpoint, False, names) == {("tcp", 443, 443, "sg:server")}

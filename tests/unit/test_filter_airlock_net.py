@@ -189,18 +189,22 @@ def test_nacl_entries_exact():
         r("10.0.1.0/24", *eph), r("0.0.0.0/0", 80), r("0.0.0.0/0", 443), r("192.0.2.0/24", 8443),
     }
     assert as_set(nacl["private"]["ingress"]) == {
-        r("10.0.0.0/24", 22), r("10.0.0.0/24", 3000), r("10.0.0.0/24", 32768, 60999),
+        r("10.0.0.0/24", 22), r("10.0.0.0/24", 3000), r("10.0.0.0/24", 32768, 60999), r("10.0.0.0/24", *eph),
         r("0.0.0.0/0", *eph), r("192.0.2.0/24", *eph),
     }
-    assert as_set(nacl["private"]["egress"]) == {r("10.0.0.0/24", *eph), r("0.0.0.0/0", 443), r("192.0.2.0/24", 8443)}
+    assert as_set(nacl["private"]["egress"]) == {r("10.0.0.0/24", *eph), r("10.0.0.0/24", 443), r("0.0.0.0/0", 443),
+                                                 r("192.0.2.0/24", 8443)}
     numbers = [e[0] for e in nacl["public"]["ingress"]]
     assert numbers == list(range(100, 100 + 10 * len(numbers), 10))
 
 
 def test_nacl_without_nat_has_no_llm_rules():
     nacl = net.airlock_nacl_entries(with_(llm_endpoints=[{"name": "b", "bedrock": True}], nat_gateway_enabled=True))
-    assert as_set(nacl["private"]["egress"]) == {("tcp", "allow", "10.0.0.0/24", None, None, 1024, 65535)}
-    assert all(e[3] != "10.0.1.0/24" or e[5] != 443 for e in nacl["public"]["ingress"])
+    # Without the NAT gateway the only way out of the private subnet is to the proxy: its
+    # HTTPS port (the sandbox URLs) and replies.
+    assert as_set(nacl["private"]["egress"]) == {("tcp", "allow", "10.0.0.0/24", None, None, 1024, 65535),
+                                                 ("tcp", "allow", "10.0.0.0/24", None, None, 443, 443)}
+    assert {(e[6], e[7]) for e in nacl["public"]["ingress"] if e[3] == "10.0.1.0/24"} == {(443, 443)}
 
 
 def key(rule):
@@ -211,12 +215,14 @@ def test_security_group_rules_exact():
     rules = net.airlock_security_group_rules(GOOD, "sg-p", "sg-s", "sg-e")
     dns_ntp = {("udp", 53, 53, "10.0.0.2/32"), ("tcp", 53, 53, "10.0.0.2/32"), ("udp", 123, 123, "169.254.169.123/32")}
     app = {("tcp", 22, 22), ("tcp", 3000, 3000), ("tcp", 32768, 60999)}
-    assert {key(r) for r in rules["proxy"]["rules"]} == {("tcp", p, p, "203.0.113.0/24") for p in (22, 80, 443)}
+    assert {key(r) for r in rules["proxy"]["rules"]} == {("tcp", p, p, "203.0.113.0/24") for p in (22, 80, 443)} | {
+        ("tcp", 443, 443, "sg-s")}
     assert {key(r) for r in rules["proxy"]["rules_egress"]} == {
         *((*a, "sg-s") for a in app), ("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 443, 443, "0.0.0.0/0"), *dns_ntp}
     assert {key(r) for r in rules["server"]["rules"]} == {(*a, "sg-p") for a in app}
     assert {key(r) for r in rules["server"]["rules_egress"]} == {
-        ("tcp", 443, 443, "0.0.0.0/0"), ("tcp", 8443, 8443, "192.0.2.0/24"), ("tcp", 443, 443, "sg-e"), *dns_ntp}
+        ("tcp", 443, 443, "0.0.0.0/0"), ("tcp", 8443, 8443, "192.0.2.0/24"), ("tcp", 443, 443, "sg-e"),
+        ("tcp", 443, 443, "sg-p"), *dns_ntp}
     assert {key(r) for r in rules["endpoint"]["rules"]} == {("tcp", 443, 443, "sg-s")}
     assert rules["endpoint"]["rules_egress"] == []
     for group in rules.values():
