@@ -150,7 +150,8 @@ def test_validate_is_all_green():
     checks = " ".join(c["check"] for c in report["checks"] if c["ok"])
     for claim in ("reaches the approved LLM endpoint", "is blocked", "no login: 401", "right login: 200",
                   "websocket with login: 101", "TLS 1.0 and 1.1 refused", "answers the proxy",
-                  "is closed to", "fail2ban jails active"):
+                  "is closed to", "fail2ban jails active", "the public URL) answers the app's network",
+                  "is closed to a sandbox"):
         assert claim in checks, f"validate.yml did not prove: {claim}"
 
 
