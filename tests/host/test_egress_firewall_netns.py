@@ -73,7 +73,8 @@ def render_ruleset(timeout_flag: bool = True) -> str:
         "egress_firewall_proxy_addresses": ["192.0.2.40", "2001:db8::40"],
         # The app's way to the proxy: its public port (translated) and an Elastic IP.
         "egress_firewall_app_proxy_routes": [{"address": "192.0.2.40", "port": 8443},
-                                             {"address": "198.51.100.7", "port": 443}],
+                                             {"address": "198.51.100.7", "port": 443},
+                                             {"address": "2001:db8::40", "port": 8443}],
     })
     values["__egress_firewall_ssh_sources"] = values["egress_firewall_proxy_addresses"]
     # Variables a newer template may use that this checkout's defaults do not define yet are
@@ -181,7 +182,9 @@ def fw_without_timeouts(namespaces, tmp_path):
     run("ip", "netns", "exec", namespaces, "nft", "delete", "table", "inet", "airlock", check=False)
 
 
-BASE_CHAINS = ["input", "output", "forward"]
+# The filter hooks, and the nat chain that sends the app's calls of the public URL to the
+# proxy (egress_firewall_app_proxy_routes): a rule slipped in there could send them anywhere.
+BASE_CHAINS = ["input", "output", "forward", "app_to_proxy"]
 
 
 # ----------------------------------------------------------------------------- drift
