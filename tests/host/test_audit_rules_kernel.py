@@ -32,6 +32,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
+# Files the security model says auditd watches (identity, auth, sudo rules, SSH, its own
+# configuration), with their keys: each that exists on this machine must be watched, and
+# an attribute change to it found by that key.
+MUST_WATCH = {"/etc/passwd": "identity", "/etc/group": "identity", "/etc/shadow": "identity",
+              "/etc/gshadow": "identity", "/etc/pam.d": "auth", "/etc/login.defs": "auth",
+              "/etc/sudoers": "sudoers", "/etc/ssh/sshd_config": "sshd", "/etc/audit": "audit_config"}
 
 
 def run(*argv, check=True, **kw):
@@ -188,7 +194,24 @@ def test_rules_load_into_kernel_and_log_events(kernel_audit, rendered):
         assert re.search(r"type=SYSCALL .* auid=1000 .*key=\"user_cmd\"", out), out
         if docker_sock.exists():
             wait_for_key(log, "docker_socket", r"docker\.sock")
-        print(f"\naudit events found by key {time.monotonic() - started:.2f} s after the trigger")
+        # Every watch for attribute changes on a path that exists here, triggered by a chmod
+        # to the mode the path already has (nothing changes), is found by its key; the files
+        # the security model names are among them.
+        triggered = {}
+        for line in lines:
+            args = shlex.split(line)
+            if args[0] != "-w" or "a" not in args[args.index("-p") + 1]:
+                continue
+            path, key = args[1], args[args.index("-k") + 1]
+            if os.path.exists(path) and not os.path.islink(path) and path not in triggered:
+                run("chmod", format(os.stat(path).st_mode & 0o7777, "o"), path)
+                triggered[path] = key
+        unwatched = {p: k for p, k in MUST_WATCH.items() if os.path.exists(p) and triggered.get(p) != k}
+        assert not unwatched, f"not watched with these keys: {unwatched}"
+        for path, key in triggered.items():
+            wait_for_key(log, key, rf"name={re.escape(path)}(\s|$)")
+        print(f"\naudit events found by key {time.monotonic() - started:.2f} s after the trigger "
+              f"({len(triggered)} watched paths triggered)")
     finally:
         if loaded:
             for line in lines:
