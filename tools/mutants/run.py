@@ -336,7 +336,7 @@ def main(argv=None) -> int:
                                       tests=list(mutant.tests), commit=commit,
                                       date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
                         results[mutant.id] = result
-                        say(f"{result['verdict']:8}{mutant.id} ({result['seconds']} s){'' if result['verdict'] == matrix.KILLED else ': ' + result['why']}")
+                        say(f"{result['verdict']:9}{mutant.id} ({result['seconds']} s){'' if result['verdict'] == matrix.KILLED else ': ' + result['why']}")
                 finally:
                     if brought_up and args.down:
                         where.down()
