@@ -165,6 +165,19 @@ def check_args(cfg):
     return [f"--read-data-subset={subset}"] if subset else []
 
 
+def json_lines(text, start):
+    """The lines of restic's output that are JSON values starting with `start` (restic
+    versions differ in what else they print); the rest is ignored."""
+    found = []
+    for line in text.splitlines():
+        if line.startswith(start):
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                pass
+    return found
+
+
 def do_backup(cfg):
     started = time.monotonic()
     paths = {os.path.normpath(p): ("present" if os.path.lexists(p) else "absent") for p in cfg["paths"]}
@@ -184,15 +197,15 @@ def do_backup(cfg):
             try:
                 res = restic(cfg, repo, "backup", "--json", "--host", cfg["host"], "--tag", TAG,
                              "--exclude-file", excl.name, "--", *targets)
-                summary = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
-                summary = [s for s in summary if s.get("message_type") == "summary"]
+                summary = [s for s in json_lines(res.stdout, "{") if s.get("message_type") == "summary"]
                 snap = summary[-1].get("snapshot_id", "") if summary else ""
                 forget = restic(cfg, repo, "forget", "--json", "--host", cfg["host"], "--group-by", "host",
                                 *keep_args(cfg), "--prune")
-                removed = sum(len(g.get("remove") or []) for g in json.loads(forget.stdout.splitlines()[0] or "[]"))
+                groups = json_lines(forget.stdout, "[")
+                removed = sum(len(g.get("remove") or []) for g in groups[0]) if groups else None
                 restic(cfg, repo, "check", *check_args(cfg))
                 out["repositories"][repo["name"]] = {"snapshot": snap[:8], "forgotten": removed, "check": "ok"}
-            except (BackupError, ValueError, IndexError) as e:
+            except BackupError as e:
                 errors.append(str(e))
                 out["repositories"][repo["name"]] = {"error": str(e)}
     if os.path.lexists(cfg["stage_dir"]):
