@@ -281,6 +281,15 @@ def render_doc(controls: list[tuple[str, str]], mutants: list[Mutant], results: 
     summary = [f"**{killed_controls} of {total} controls killed** (every mutant of the control killed); "
                f"{covered} of {total} have a mutant. Mutants: {counts[KILLED]} killed, {counts[SURVIVED]} survived, "
                f"{counts[ERROR]} error, {not_run} not run, of {len(mutants)}.", ""]
+    per_scenario: dict[str, list[float]] = {}
+    for mutant in mutants:
+        if mutant.id in results:
+            per_scenario.setdefault(mutant.scenario, []).append(float(results[mutant.id].get("seconds", 0)))
+    if per_scenario:
+        summary += ["Time of the last results, by scenario (the mutants' own runs: three test runs each, the mutation "
+                    "and the restore; bringing a scenario up and down is extra): "
+                    + ", ".join(f"{name} {sum(secs) / 60:.1f} min ({len(secs)} mutants)" for name, secs in per_scenario.items())
+                    + ".", ""]
     lines[summary_at:summary_at] = summary
     lines += ["", "## By mutant", "",
               "| mutant | control | where | mutation | tests | killed | verdict | seconds | run |",
