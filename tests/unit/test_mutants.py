@@ -201,3 +201,22 @@ def test_the_generated_document_is_current_with_the_list():
     doc = (ROOT / "docs" / "controls.md").read_text()
     missing = [m.id for m in MUTANTS if f"| `{m.id}` |" not in doc]
     assert not missing, f"docs/controls.md lacks {missing}: run tools/mutants/run.py --doc docs/controls.md"
+
+
+# ----------------------------------------------------------------------------- the runner's reading of pytest
+def test_the_junit_report_is_counted_and_a_missing_one_is_an_error(tmp_path):
+    spec = importlib.util.spec_from_file_location("mutants_run", ROOT / "tools" / "mutants" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    junit = tmp_path / "junit.xml"
+    junit.write_text("""<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="4">
+      <testcase classname="t" name="test_a"/>
+      <testcase classname="t" name="test_b[x]"><failure message="assert"/></testcase>
+      <testcase classname="t" name="test_c"><error message="fixture"/></testcase>
+      <testcase classname="t" name="test_d"><skipped message="no"/></testcase>
+    </testsuite></testsuites>""")
+    out = run.junit_outcome(junit, 3.0)
+    assert (out.passed, out.failed, out.errors, out.skipped) == (1, 1, 1, 1)
+    assert out.failures == ["test_b[x]", "test_c (error)"] and not out.passes()
+    missing = run.junit_outcome(tmp_path / "none.xml", 1.0)
+    assert missing.errors == 1 and not missing.passes()
