@@ -195,3 +195,29 @@ def test_a_damaged_repository_fails_the_backup_at_its_check(host):
     res = host.run("backup")
     assert res.returncode == 1, res.stdout
     assert "repository local: restic" in res.stderr and "failed" in res.stderr
+
+
+def test_a_restore_keeps_the_live_password_file_and_configuration(tmp_path):
+    """Both may lie under a backed-up path (the role's sit in /etc/airlock): a restore puts
+    the snapshot's copy of that path in place but keeps their live content, so a password
+    changed since the snapshot still opens the repository afterwards."""
+    h = Host(tmp_path)
+    inner = h.src / "conf" / "restic.pass"
+    inner.write_text(h.password.read_text())
+    os.chmod(inner, 0o600)
+    h.password = inner
+    h.config = h.src / "conf" / "backup.json"
+    h.write_config({"daily": 7}, password_file=inner)
+    h.ok("init")
+    h.ok("backup")
+    new = tmp_path / "new.pass"
+    new.write_text("rotated-restic-password-456789")
+    assert h.restic("key", "add", "--new-password-file", str(new)).returncode == 0
+    inner.write_text(new.read_text())
+    h.write_config({"daily": 9}, password_file=inner)
+    (h.src / "conf" / "secrets.env").unlink()
+    h.ok("restore")
+    assert (h.src / "conf" / "secrets.env").read_text() == f"LLM_API_KEY={CANARY}\n"
+    assert inner.read_text() == "rotated-restic-password-456789" and inner.stat().st_mode & 0o777 == 0o600
+    assert json.loads(h.config.read_text())["keep"] == {"daily": 9}
+    h.ok("backup")

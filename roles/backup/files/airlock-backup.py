@@ -20,7 +20,8 @@ the restore itself. This wrapper adds what restic does not know about this host:
 - restore writes the configured paths only: restic restores into a private directory with one
   --include per configured path (and the SQLite stage), whatever else the snapshot holds, and
   --verify; then each configured path is replaced by its restored copy (a configured path the
-  snapshot does not hold is left alone). A failed restore leaves the host as it was.
+  snapshot does not hold is left alone). A failed restore leaves the host as it was. The
+  password file and this configuration, when under a restored path, keep their live content.
 
 The configuration is JSON (the role writes it): paths, host, password_file, cache_dir,
 stage_dir, repositories [{name, url}], keep {last, hourly, daily, weekly, monthly},
@@ -295,8 +296,24 @@ def do_restore(cfg, wanted, repo_name=None, root="/"):
         missing = [p for p in chosen if not os.path.lexists(work + p)]
         if missing:
             raise BackupError(f"snapshot {snap['short_id']}: restic restored nothing for {', '.join(missing)}")
+        # The backup's own password file and configuration stay as they are on the host (a
+        # snapshot's copies may be older: a password changed since, other repositories).
+        own = {}
+        for f in (cfg["password_file"], cfg.get("_config_path", "")):
+            live = rooted(f) if f else ""
+            if live and os.path.isfile(live) and any(f.startswith(p + "/") for p in chosen):
+                st = os.lstat(live)
+                with open(live, "rb") as fh:
+                    own[live] = (fh.read(), st)
         for p in chosen:
             place(work + p, rooted(p))
+        for live, (data, st) in own.items():
+            os.makedirs(os.path.dirname(live), exist_ok=True)
+            fd = os.open(live, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chown(live, st.st_uid, st.st_gid)
+            os.chmod(live, st.st_mode & 0o7777)
         databases = []
         if with_stage:
             for copy in walk_files(work + stage):
@@ -335,6 +352,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     try:
         cfg = load_config(a.config)
+        cfg["_config_path"] = os.path.abspath(a.config)
         if a.cmd == "init":
             out = do_init(cfg)
         elif a.cmd == "backup":
