@@ -63,6 +63,8 @@ CASES = [
     ("openhands", {"openhands_extra_hosts": [{"name": "proxy.example.org", "address": "not-an-ip"}]}, "openhands_extra_hosts[0]"),
     ("openhands", {"openhands_trusted_ca_certificates": ["not a certificate"]}, "openhands_trusted_ca_certificates"),
     ("openhands", {"openhands_network_subnet": "172.30.0.0/33"}, "openhands_network_subnet"),
+    ("egress_firewall", {"egress_firewall_log_group": 70000}, "egress_firewall_log_group"),
+    ("egress_firewall", {"egress_firewall_log_group": "nflog"}, "egress_firewall_log_group"),
 ]
 
 
@@ -130,6 +132,9 @@ def test_egress_filter_accepts_the_baseline():
     ({"app_proxy_routes": [{"address": "198.51.100.7", "port": 443, "to": "x"}]}, "must be {address, port}"),
     ({"app_proxy_routes": [{"address": "198.51.100.7", "port": 443}], "app_interfaces": []}, "needs egress_firewall_app_interfaces"),
     ({"proxy_https_port": 0}, "egress_firewall_proxy_https_port"),
+    ({"log_group": 65536}, "egress_firewall_log_group"),
+    ({"log_group": -1}, "egress_firewall_log_group"),
+    ({"log_group": True}, "egress_firewall_log_group"),
 ])
 def test_egress_filter_rejects(over, fragment):
     assert any(fragment in e for e in EGRESS.egress_firewall_input_errors(_egress_inputs(**over)))

@@ -130,3 +130,36 @@ def test_window_alert_repeats_every_dedup_window_while_open(tmp_path):
 def test_window_watcher_config_errors(bad, match):
     with pytest.raises(alertd.ConfigError, match=match):
         cfg([{"type": "maintenance_window", **bad}])
+
+
+# ----------------------------------------------------------------------------- dropped egress
+# A line of the egress firewall's drop log as ulogd2's LOGEMU writes it (captured from ulogd
+# 2.0.8 reading the drop rules' NFLOG group): the nft prefix, then the packet's fields.
+ULOGD_LINE = ("Nov 30 12:04:42 server AIRLOCK-EGRESS-DROP  IN= OUT=eth0 MAC= SRC=10.213.5.10 DST=10.213.5.30 LEN=60 "
+              "TOS=00 PREC=0x00 TTL=64 ID=33777 DF PROTO=TCP SPT=44680 DPT=9000 SEQ=3271230031 ACK=0 WINDOW=64240 "
+              "SYN URGP=0 UID=0 GID=0 MARK=0x0 ")
+
+
+def test_egress_drop_watcher_reads_the_drop_logs_lines():
+    spec = cfg([{"type": "egress_drop", "source": {"file": "/var/log/ulog/airlock-egress-drops.log"}}])["watchers"][0]
+    alert = alertd.LineWatcher(spec, "srv").handle(ULOGD_LINE)
+    assert alert["key"] == "egress_drop:10.213.5.10:10.213.5.30:TCP:9000" and alert["severity"] == "critical"
+    assert "10.213.5.30" in alert["summary"] and alert["details"]["out"] == "eth0"
+    ingress = ULOGD_LINE.replace("AIRLOCK-EGRESS-DROP", "AIRLOCK-INGRESS-DROP")
+    assert alertd.LineWatcher(spec, "srv").handle(ingress) is None, "an inbound drop is not an egress alert"
+
+
+def test_monitoring_follows_the_file_the_drop_logger_writes():
+    """monitoring's default egress source is the egress_firewall role's drop log, which its
+    ulogd2 configuration writes from the NFLOG group the drop rules log to."""
+    import yaml  # noqa: PLC0415
+
+    monitoring = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text())
+    firewall = yaml.safe_load((ROOT / "roles/egress_firewall/vars/main.yml").read_text())
+    defaults = yaml.safe_load((ROOT / "roles/egress_firewall/defaults/main.yml").read_text())
+    assert monitoring["monitoring_egress_source"] == {"file": firewall["__egress_firewall_drop_log"]}
+    assert monitoring["monitoring_egress_prefix"] == defaults["egress_firewall_log_prefix"]
+    ulogd = (ROOT / "roles/egress_firewall/templates/ulogd.conf.j2").read_text()
+    assert 'file="{{ __egress_firewall_drop_log }}"' in ulogd and "group={{ egress_firewall_log_group }}" in ulogd
+    nft = (ROOT / "roles/egress_firewall/templates/egress.nft.j2").read_text()
+    assert nft.count("log group {{ egress_firewall_log_group }} prefix") == 2

@@ -158,6 +158,11 @@ def egress_firewall_input_errors(inputs):
             errors.append(f"{PREFIX}{var} must be 1-24 characters [A-Za-z0-9_-]")
     if not re.match(r"^\d+/(second|minute|hour)$", str(inputs.get("log_rate", ""))):
         errors.append(f"{PREFIX}log_rate must look like 10/minute")
+    group = inputs.get("log_group", 2)
+    if isinstance(group, str) and group.strip().isdigit():
+        group = int(group)
+    if not isinstance(group, int) or isinstance(group, bool) or not 0 <= group <= 65535:
+        errors.append(f"{PREFIX}log_group must be an NFLOG group number from 0 to 65535 (got {inputs.get('log_group')!r})")
     return errors
 
 

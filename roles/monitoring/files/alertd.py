@@ -6,7 +6,7 @@ Watches log files (tail -F semantics: follows rotation and truncation), the syst
 repeats of the same alert key within a window, and delivers alerts to sinks: a JSON-lines
 log file, a webhook (JSON POST), e-mail (SMTP) and AWS SNS.
 
-Watchers:  fail2ban (bans), egress_drop (kernel log prefix of the egress firewall),
+Watchers:  fail2ban (bans), egress_drop (the egress firewall's drop log: its prefix),
            egress_drift (the egress firewall's table was tampered with and repaired:
            AIRLOCK-EGRESS-DRIFT lines of airlock-egress-sets), auth_burst (nginx basic-auth
            failures per client within a window), audit (audit records carrying chosen keys),
