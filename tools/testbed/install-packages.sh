@@ -23,7 +23,7 @@ auditctl                                auditd                tests/host (audit 
 ausearch                                auditd                tests/host
 ip                                      iproute2              tests/host (network namespaces and veth pairs for the egress firewall test)
 nft                                     nftables              tests/host (the egress firewall ruleset in a real kernel)
-/usr/sbin/ulogd                         ulogd2                tests/host (the egress firewall's drop logger: a real drop to an alert)
+/usr/sbin/ulogd                         ulogd2                tests/host (the egress firewall drop logger: a real drop to an alert)
 ssh-keygen                              openssh-client        tests/unit, tests/aws (key pairs), the AWS key pair
 ssh                                     openssh-client        the AWS path (Ansible over SSH, ProxyJump through the proxy)
 openssl                                 openssl               tests/unit (test certificates, alertd certificate checks)
