@@ -3,7 +3,7 @@
 #   tools/run-tests.sh                 every stage
 #   tools/run-tests.sh lint unit aws   just those
 #   tools/run-tests.sh molecule NAME.. only those Molecule scenarios
-# Stages: lint (yamllint, ansible-lint production profile), unit (pytest tests/unit),
+# Stages: lint (ruff on the Python, configured in pyproject.toml; yamllint; ansible-lint production profile), unit (pytest tests/unit),
 # roles (bad role input refused before any change: tests/roles), aws (amazon.aws playbooks
 # against a moto server on loopback: tests/aws), host (audit rules in this machine's real
 # kernel: tests/host), molecule (every scenario: converge, idempotence, testinfra verify),
@@ -51,7 +51,7 @@ must_pass() { # pytest arguments...
   return "$rc"
 }
 
-stage_lint() { yamllint -s . && ansible-lint --offline; }
+stage_lint() { ruff check . && yamllint -s . && ansible-lint --offline; }
 stage_unit() { must_pass -q -p no:cacheprovider tests/unit; }
 stage_roles() { must_pass -q -p no:cacheprovider tests/roles; }
 stage_aws() { must_pass -q -p no:cacheprovider -n 2 --dist loadfile tests/aws; }

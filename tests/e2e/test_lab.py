@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "realserver"))
@@ -122,7 +121,7 @@ def test_sandbox_urls_are_the_proxys_and_need_the_login():
                     break
                 time.sleep(2)
             assert status == 200 and b"stand_in" in body, (name, url, status, body)
-            assert proxyurls.refused(lambda: proxyurls.http(url)[0]) == 401, (name, url)
+            assert proxyurls.refused(lambda url=url: proxyurls.http(url)[0]) == 401, (name, url)
         events = proxyurls.via_proxy(urls["AGENT_SERVER"]["url"], PUBLIC, BASE) + "/sockets/events/stand-in"
         assert proxyurls.ws_messages(events, login, send="ping") == ["stand-in echo: ping"]
         assert proxyurls.refused(lambda: proxyurls.ws_status(events)) == 401

@@ -160,7 +160,7 @@ def test_lab_runs_the_real_server():
     labels = json.loads(on_host("docker", "image", "inspect", "-f", "{{ json .Config.Labels }}", image).stdout)
     assert labels.get("airlock.openhands-pypi") == "true"
     env = on_host("docker", "inspect", "-f", "{{ json .Config.Env }}", "openhands-app").stdout
-    assert f"AGENT_SERVER_IMAGE_REPOSITORY=airlock/openhands-pypi" in env
+    assert "AGENT_SERVER_IMAGE_REPOSITORY=airlock/openhands-pypi" in env
     STATE["image"] = image
 
 

@@ -28,7 +28,6 @@ Timings and sizes are printed and written to reports/realserver-measurements.jso
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import socket

@@ -127,7 +127,7 @@ def drop_and_alert(source: str, attempt, capsys, who: str) -> None:
         got = attempt(port)
         assert got.startswith("failed"), f"{who} reached the decoy on {port} ({got})"
         key = f"egress_drop:{source}:{DECOY_IP}:TCP:{port}"
-        found = wait_for(lambda: [a for a in alerts() if a["key"] == key], LATENCY_BOUND + 2, 0.1)
+        found = wait_for(lambda key=key: [a for a in alerts() if a["key"] == key], LATENCY_BOUND + 2, 0.1)
         if found:
             break
         # Not logged: the rate limit's bucket was empty (other tests' drops). The next port.
