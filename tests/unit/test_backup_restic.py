@@ -186,15 +186,25 @@ def test_a_wrong_password_fails_backup_and_restore_and_changes_nothing(host):
 
 
 def test_a_damaged_repository_fails_the_backup_at_its_check(host):
-    host.ok("backup")
-    packs = sorted((host.repo / "data").rglob("*"))
-    packs = [p for p in packs if p.is_file()]
+    """Bytes of a stored pack flipped on disk: the next backup and its retention do not read
+    that pack (the data is deduplicated, nothing is pruned), so only restic check finds the
+    damage, and the run fails there."""
+    host.write_config({"last": 5})
+    first = host.ok("backup")
+    assert first["repositories"]["local"]["check"] == "ok"
+    packs = sorted((p for p in (host.repo / "data").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     assert packs
-    for p in packs:
-        p.unlink()
+    for pack in packs:
+        data = bytearray(pack.read_bytes())
+        for i in range(len(data) // 3, len(data) // 3 + 64):
+            data[i] ^= 0xFF
+        os.chmod(pack, 0o600)
+        pack.write_bytes(bytes(data))
     res = host.run("backup")
     assert res.returncode == 1, res.stdout
-    assert "repository local: restic" in res.stderr and "failed" in res.stderr
+    assert "repository local: restic check failed" in res.stderr, res.stderr
+    # The snapshot was taken and kept; the failure is the check's.
+    assert len(host.snapshots()) == 2
 
 
 def test_a_restore_keeps_the_live_password_file_and_configuration(tmp_path):
