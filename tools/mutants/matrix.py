@@ -256,7 +256,8 @@ def render_doc(controls: list[tuple[str, str]], mutants: list[Mutant], results: 
     if full_run:
         lines += [f"Last whole-matrix run (`make mutants`): {full_run.get('date', '?')}, commit "
                   f"`{full_run.get('commit', '?')}`, {full_run.get('seconds', 0) / 60:.0f} min on "
-                  f"{full_run.get('cpus', '?')} cores, scenarios brought up and down included.", ""]
+                  f"{full_run.get('cpus', '?')} cores, scenarios brought up and down included."
+                  + (f" {full_run['note']}" if full_run.get("note") else ""), ""]
     summary_at = len(lines)
     lines += ["## By control", "", "| control | mutants | killed |", "|---|---|---|"]
     for control, _ in controls:
