@@ -4,8 +4,8 @@ own ruleset).
 
 The role's template is rendered with the role's own filter plugins (Jinja2 with the
 role's defaults, as Ansible's template module renders it: trim_blocks). The maintenance
-sets are declared `flags interval, timeout`; where the template in this checkout still
-declares them `flags interval`, this test renders its own copy with the timeout flag.
+sets are declared `flags interval, timeout` (checked: a template without the flag fails);
+the older declaration, `flags interval`, is rendered by taking the flag away.
 
 What is proven:
 - drift: an `accept` inserted at the top of every chain of `inet airlock` (the base chains
@@ -80,10 +80,10 @@ def render_ruleset(timeout_flag: bool = True) -> str:
     # Variables a newer template may use that this checkout's defaults do not define yet are
     # an error (StrictUndefined): the test then says which one.
     text = env.from_string((ROLE / "templates" / "egress.nft.j2").read_text()).render(**values)
-    decl = re.compile(r"(set maintenance_v[46] \{[^}]*?flags )([^\n]*)")
-    if timeout_flag:
-        text = decl.sub(lambda m: m.group(1) + (m.group(2) if "timeout" in m.group(2) else m.group(2) + ", timeout"), text)
-    else:
+    # The template as it is (its window sets must carry the timeout flag: a test checks it);
+    # only the older declaration is made here, by taking the flag away.
+    if not timeout_flag:
+        decl = re.compile(r"(set maintenance_v[46] \{[^}]*?flags )([^\n]*)")
         text = decl.sub(lambda m: m.group(1) + ", ".join(f for f in re.split(r",\s*", m.group(2)) if f != "timeout"), text)
     return text
 
