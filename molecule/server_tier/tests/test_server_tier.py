@@ -8,6 +8,7 @@ container succeeds, so a check fails if the decoy is merely down.
 from __future__ import annotations
 
 import json
+import time
 import shlex
 
 import pytest
@@ -45,7 +46,9 @@ def sandbox_probe(info, spec):
 
 @pytest.fixture(scope="module")
 def sandbox():
+    started = time.time()
     info = start_sandbox(proxy, [f"http://{DECOY_IP}:8000/", f"http://{LLM_IP}:8000/health"])
+    info["started"] = started  # the provider's records of this sandbox's calls come after it
     yield info
     http(proxy, f"http://{SERVER_IP}:3000/api/stand-in/sandboxes/{info['id']}", "DELETE")
 
@@ -107,7 +110,9 @@ def test_sandbox_called_the_llm_through_the_gateway(sandbox):
     assert not report["probes"][f"http://{LLM_IP}:8000/health"]["ok"], "the sandbox reached the provider directly"
     assert not report["probes"][f"http://{DECOY_IP}:8000/"]["ok"]
     assert probe(proxy, {"kind": "http", "url": f"http://{LLM_IP}:8000/health"})["ok"], "positive control: the provider is down"
-    seen = llm_requests()
+    # What the provider received since this sandbox started (its records of earlier runs, a
+    # restored mutant's say, are not this call's).
+    seen = [r for r in llm_requests() if r.get("time", 0) >= sandbox["started"] - 1]
     assert any(r["source"] == SERVER_IP and r["authorization"] == f"Bearer {KEY}" and r["model"] == "fake-model" for r in seen)
     assert not any(GATEWAY_KEY in (r["authorization"] or "") for r in seen), "the provider saw the gateway key"
 
