@@ -38,17 +38,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_egress_firewall_netns import render_ruleset  # noqa: E402
+from test_egress_firewall_netns import connect, render_ruleset, run  # noqa: E402
 
 PROXY, EIP, PROXY6 = "192.0.2.40", "198.51.100.7", "2001:db8::40"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nft", "unshare")),
     reason="needs root, ip, nft and unshare (network namespaces)")
-
-
-def run(*argv, check=True, **kw):
-    return subprocess.run(argv, capture_output=True, text=True, check=check, **kw)
 
 
 # Answers each connection with the local port it was accepted on, on ports 443 and 8443.
@@ -64,16 +60,6 @@ while True:
         c.sendall(str(c.getsockname()[1]).encode())
         c.close()
 """
-
-PROBE = """
-import socket, sys
-try:
-    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3) as c:
-        print(c.recv(16).decode() or "empty")
-except OSError as exc:
-    print("failed", type(exc).__name__)
-"""
-
 
 @pytest.fixture(scope="module")
 def net():
@@ -104,7 +90,7 @@ def net():
         # The proxy listening and both address families' neighbours settled, before any probe.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not all(
-                probe(ns[who], addr, 443) == "443" for who in ("app", "sbx") for addr in (PROXY, PROXY6)):
+                connect(ns[who], addr, 443) == "443" for who in ("app", "sbx") for addr in (PROXY, PROXY6)):
             time.sleep(0.5)
         yield ns
     finally:
@@ -115,16 +101,11 @@ def net():
             run("ip", "netns", "del", name, check=False)
 
 
-def probe(ns: str, address: str, port: int) -> str:
-    """What `ns` gets connecting to address:port: the proxy's port that answered, or 'failed ...'."""
-    return run("ip", "netns", "exec", ns, sys.executable, "-c", PROBE, address, str(port)).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def firewalled(net, tmp_path_factory):
     """The same namespaces, first without the ruleset (every probe must work: the network
     is sound), then with it loaded in `fw`."""
-    before = {(who, addr, port): probe(net[who], addr, port)
+    before = {(who, addr, port): connect(net[who], addr, port)
               for who in ("app", "sbx") for addr, port in ((PROXY, 443), (PROXY, 8443), (PROXY6, 443), (PROXY6, 8443))}
     ruleset = tmp_path_factory.mktemp("app-proxy") / "egress.nft"
     ruleset.write_text(render_ruleset())
@@ -141,18 +122,18 @@ def test_the_network_is_sound_without_the_ruleset(firewalled):
 
 def test_the_app_reaches_the_proxys_https_port_where_it_dials_the_public_url(firewalled):
     net, _ = firewalled
-    assert probe(net["app"], PROXY, 8443) == "443", "the lab's public port must lead to the proxy's 443"
-    assert probe(net["app"], EIP, 443) == "443", "an Elastic IP must lead to the proxy's private address"
-    assert probe(net["app"], PROXY, 443) == "443"
-    assert probe(net["app"], PROXY6, 8443) == "443", "IPv6: the public port must lead to the proxy's 443"
-    assert probe(net["app"], PROXY6, 443) == "443"
+    assert connect(net["app"], PROXY, 8443) == "443", "the lab's public port must lead to the proxy's 443"
+    assert connect(net["app"], EIP, 443) == "443", "an Elastic IP must lead to the proxy's private address"
+    assert connect(net["app"], PROXY, 443) == "443"
+    assert connect(net["app"], PROXY6, 8443) == "443", "IPv6: the public port must lead to the proxy's 443"
+    assert connect(net["app"], PROXY6, 443) == "443"
 
 
 @pytest.mark.parametrize("address,port", [(PROXY, 443), (PROXY, 8443), (EIP, 443), (PROXY6, 443), (PROXY6, 8443)])
 def test_a_sandbox_reaches_the_proxy_nowhere_the_app_does(firewalled, address, port):
     net, _ = firewalled
-    assert probe(net["app"], address, port) == "443", "positive control: the app reaches it"
-    got = probe(net["sbx"], address, port)
+    assert connect(net["app"], address, port) == "443", "positive control: the app reaches it"
+    got = connect(net["sbx"], address, port)
     assert got.startswith("failed"), f"a sandbox reached the proxy at {address}:{port} ({got})"
 
 
@@ -160,6 +141,6 @@ def test_the_app_reaches_nothing_else_of_the_proxy(firewalled):
     """Only the routes' address and port lead anywhere: the proxy's 8443 itself (it listens
     there in this test) is out of reach, because the route turns 8443 into 443."""
     net, _ = firewalled
-    assert probe(net["app"], PROXY, 8443) == "443"
-    assert probe(net["app"], EIP, 8443).startswith("failed")
-    assert probe(net["app"], "192.0.2.41", 443).startswith("failed")
+    assert connect(net["app"], PROXY, 8443) == "443"
+    assert connect(net["app"], EIP, 8443).startswith("failed")
+    assert connect(net["app"], "192.0.2.41", 443).startswith("failed")

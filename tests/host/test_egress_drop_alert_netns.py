@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_egress_firewall_netns import render_ruleset  # noqa: E402
+from test_egress_firewall_netns import connect, render_ruleset, run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "egress_firewall"
@@ -51,10 +51,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs root, ip, nft and ulogd (the ulogd2 package)")
 
 
-def run(*argv, check=True, **kw):
-    return subprocess.run(argv, capture_output=True, text=True, check=check, **kw)
-
-
 DECOY_SERVER = """
 import socket
 s = socket.create_server(("0.0.0.0", %d))
@@ -64,19 +60,9 @@ while True:
     c.close()
 """ % DECOY_PORT
 
-PROBE = """
-import socket, sys
-try:
-    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3) as c:
-        print(c.recv(16).decode() or "empty")
-except OSError as exc:
-    print("failed", type(exc).__name__)
-"""
-
-
 def probe(ns: str) -> str:
     """What `ns` gets connecting to the decoy: 'decoy' when it answered, else 'failed ...'."""
-    return run("ip", "netns", "exec", ns, sys.executable, "-c", PROBE, DECOY, str(DECOY_PORT)).stdout.strip()
+    return connect(ns, DECOY, DECOY_PORT)
 
 
 def render_ulogd_conf(drop_log: Path, daemon_log: Path) -> str:

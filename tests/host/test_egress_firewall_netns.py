@@ -53,6 +53,23 @@ def run(*argv, check=True, **kw):
     return subprocess.run(argv, capture_output=True, text=True, check=check, **kw)
 
 
+# One TCP connection, printing what the server sent first, or "failed <error>" (run inside a
+# namespace by connect(); the other namespace tests use it too).
+CONNECT_PROBE = """
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3) as c:
+        print(c.recv(16).decode() or "empty")
+except OSError as exc:
+    print("failed", type(exc).__name__)
+"""
+
+
+def connect(ns: str, address: str, port: int) -> str:
+    """What `ns` gets connecting to address:port: the server's first bytes, or 'failed ...'."""
+    return run("ip", "netns", "exec", ns, sys.executable, "-c", CONNECT_PROBE, address, str(port)).stdout.strip()
+
+
 def render_ruleset(timeout_flag: bool = True) -> str:
     """egress.nft.j2 rendered with the role's defaults, its filter plugins and test values."""
     import jinja2  # noqa: PLC0415 (the venv's, as Ansible's)
