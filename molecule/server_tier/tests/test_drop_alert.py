@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pytest
 import testinfra
 import yaml
 
-from tier import DECOY_IP, SERVER_IP, http, start_sandbox, wait_for
+from tier import DECOY_IP, SERVER_IP, http, start_alertd, start_sandbox, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVER = "server_tier-server"
@@ -92,18 +91,11 @@ def alertd():
     """The monitoring role's alertd in the server container, its egress watcher on the
     role's default source, to a log sink; no de-duplication (each attempt is its own key)."""
     server.check_output(f"mkdir -p {Path(ALERTS).parent}")
-    subprocess.run(["docker", "cp", str(ROOT / "roles" / "monitoring" / "files" / "alertd.py"), f"{SERVER}:{ALERTD_PATH}"],
-                   check=True, capture_output=True)
     config = {"host": SERVER, "dedup_window": 0, "poll_interval": MONITORING["monitoring_poll_interval"],
               "watchers": [{"type": "egress_drop", "prefix": MONITORING["monitoring_egress_prefix"],
                             "source": MONITORING["monitoring_egress_source"]}],
               "sinks": [{"type": "log", "path": ALERTS}]}
-    server.check_output(f"echo {shlex.quote(json.dumps(config))} > {ALERTD_CONFIG}")
-    server.check_output(f"python3 {ALERTD_PATH} --check-config {ALERTD_CONFIG}")
-    server.run(f"systemctl stop {ALERTD_UNIT}; systemctl reset-failed {ALERTD_UNIT}")
-    server.check_output(f"systemd-run --unit {ALERTD_UNIT} /usr/bin/python3 {ALERTD_PATH} --config {ALERTD_CONFIG}")
-    assert wait_for(lambda: server.service(ALERTD_UNIT).is_running, 20)
-    time.sleep(2)  # alertd follows the file from here on
+    start_alertd(server, SERVER, config, ALERTD_PATH, ALERTD_CONFIG, ALERTD_UNIT, settle=2)  # follows the file from then on
     yield
     server.run(f"systemctl stop {ALERTD_UNIT}")
 

@@ -42,7 +42,7 @@ ALERTS = "/var/log/airlock-tamper/alerts.jsonl"
 ALERTD_UNIT = "airlock-tamper-alertd"
 REQUEST_LOG = "/var/log/airlock-llm-gateway/requests.jsonl"
 
-from tier import DECOY_IP, GATEWAY_KEY, SERVER_IP, http, probe, start_sandbox, wait_for  # noqa: E402
+from tier import DECOY_IP, GATEWAY_KEY, SERVER_IP, http, probe, start_alertd, start_sandbox, wait_for  # noqa: E402
 
 server = testinfra.get_host(f"docker://{SERVER}")
 
@@ -115,19 +115,13 @@ def alertd():
     journal (as the role configures it), the maintenance_window check and the LLM gateway's
     request log, to a log sink."""
     assert wait_for(lambda: server.run("nft list table inet airlock").rc == 0, 120), "the firewall's table is not loaded"
-    subprocess.run(["docker", "cp", str(ROOT / "roles" / "monitoring" / "files" / "alertd.py"), f"{SERVER}:{ALERTD_PATH}"],
-                   check=True, capture_output=True)
     config = {"host": SERVER, "dedup_window": 0, "poll_interval": 0.2,
               "watchers": [{"type": "egress_drift", "source": {"journal": {"SYSLOG_IDENTIFIER": "airlock-egress-sets"}}},
                            {"type": "maintenance_window", "interval": 1},
                            {"type": "llm_gateway_refused", "source": {"file": REQUEST_LOG}}],
               "sinks": [{"type": "log", "path": ALERTS}]}
-    server.check_output(f"echo {shlex.quote(json.dumps(config))} > {ALERTD_CONFIG}")
-    server.check_output(f"python3 {ALERTD_PATH} --check-config {ALERTD_CONFIG}")
-    server.run(f"systemctl stop {ALERTD_UNIT}; systemctl reset-failed {ALERTD_UNIT}")
-    server.check_output(f"systemd-run --unit {ALERTD_UNIT} /usr/bin/python3 {ALERTD_PATH} --config {ALERTD_CONFIG}")
-    assert wait_for(lambda: server.service(ALERTD_UNIT).is_running, 20)
-    time.sleep(3)  # journalctl -f has started and reads from now on
+    # journalctl -f has started and reads from then on.
+    start_alertd(server, SERVER, config, ALERTD_PATH, ALERTD_CONFIG, ALERTD_UNIT, settle=3)
     yield
     server.run(f"systemctl stop {ALERTD_UNIT}")
 

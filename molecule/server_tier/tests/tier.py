@@ -1,11 +1,14 @@
 """What the server tier's tests share: the scenario's addresses and keys (molecule.yml), the
 stand-in's probe code and how to run it on a host, an HTTP request from a host, starting a
-sandbox the way OpenHands does (through the stand-in app), and waiting for a condition."""
+sandbox the way OpenHands does (through the stand-in app), waiting for a condition, and
+running the monitoring role's alertd in the server container."""
 from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import time
+from pathlib import Path
 
 SERVER_IP, LLM_IP, DECOY_IP, PROXY_IP = "10.213.5.10", "10.213.5.20", "10.213.5.30", "10.213.5.40"
 DECOY_IP6 = "fd5e:a1c0:213:5::30"
@@ -56,3 +59,19 @@ def start_sandbox(proxy, probe_urls=()) -> dict:
     port = info["ports"]["8000"]
     assert wait_for(lambda: http(proxy, f"http://{SERVER_IP}:{port}/alive")[0] == 200, 30), "sandbox never answered"
     return info
+
+
+ALERTD_SOURCE = Path(__file__).resolve().parents[3] / "roles" / "monitoring" / "files" / "alertd.py"
+
+
+def start_alertd(host, container: str, config: dict, path: str, config_path: str, unit: str, settle: float) -> None:
+    """The monitoring role's alertd, copied into `container` (the testinfra `host`) at `path`,
+    its `config` checked and written to `config_path`, run as the transient unit `unit`;
+    `settle` seconds for its watchers to start following their sources."""
+    subprocess.run(["docker", "cp", str(ALERTD_SOURCE), f"{container}:{path}"], check=True, capture_output=True)
+    host.check_output(f"echo {shlex.quote(json.dumps(config))} > {config_path}")
+    host.check_output(f"python3 {path} --check-config {config_path}")
+    host.run(f"systemctl stop {unit}; systemctl reset-failed {unit}")
+    host.check_output(f"systemd-run --unit {unit} /usr/bin/python3 {path} --config {config_path}")
+    assert wait_for(lambda: host.service(unit).is_running, 20), f"alertd ({unit}) did not start"
+    time.sleep(settle)
