@@ -52,15 +52,15 @@ must_pass() { # pytest arguments...
 }
 
 stage_lint() { ruff check . && yamllint -s . && ansible-lint --offline; }
-stage_unit() { must_pass -q -p no:cacheprovider tests/unit; }
-stage_roles() { must_pass -q -p no:cacheprovider tests/roles; }
-stage_aws() { must_pass -q -p no:cacheprovider -n 2 --dist loadfile tests/aws; }
-stage_host() { must_pass -q -p no:cacheprovider -rs tests/host; }
-stage_e2e() { must_pass -q -p no:cacheprovider -rs tests/e2e/test_lab.py; }
+stage_unit() { must_pass -q -rfE -p no:cacheprovider tests/unit; }
+stage_roles() { must_pass -q -rfE -p no:cacheprovider tests/roles; }
+stage_aws() { must_pass -q -rfE -p no:cacheprovider -n 2 --dist loadfile tests/aws; }
+stage_host() { must_pass -q -p no:cacheprovider -rfEs tests/host; }
+stage_e2e() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab.py; }
 # The real OpenHands server built from PyPI (tools/realserver, docs/real-openhands.md).
 stage_realserver_image() { nice -n 10 tools/realserver/build.sh --save .cache/images/openhands-pypi.tar; }
-stage_e2e_real() { must_pass -q -p no:cacheprovider -rs tests/e2e/test_real_openhands.py; }
-stage_bench() { must_pass -q -p no:cacheprovider -rs tests/bench; }
+stage_e2e_real() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_real_openhands.py; }
+stage_bench() { must_pass -q -p no:cacheprovider -rfEs tests/bench; }
 stage_fresh() { nice -n 10 tools/testbed/fresh-machine.sh; }
 stage_mutants_fast() { tools/mutants/run.py --fast --up --down --report reports/mutants-fast.json; }
 MUTANTS_FAST_SCENARIO=nginx_proxy
@@ -86,6 +86,24 @@ run_molecule() { # scenarios...
   wait
 }
 
+# After the table (what a CI page shows of a run is its end): for each failed stage, what
+# pytest said failed and the last assertion lines, or the log's last lines.
+failure_excerpts() {
+  local f name log rc
+  for f in reports/*.rc; do
+    name=$(basename "$f" .rc); log="reports/$name.log"
+    read -r rc _ <"$f"; [ "$rc" = 0 ] && continue
+    echo; echo "--- $name failed; from $log:"
+    if grep -Eq '^(FAILED|ERROR) ' "$log" 2>/dev/null; then
+      grep -E 'fatal: \[|FAILED! =>' "$log" | head -n 3 | cut -c1-400
+      grep -E '^E  ' "$log" | grep -v 'fatal: \[' | tail -n 8 | cut -c1-300
+      grep -E '^(FAILED|ERROR) ' "$log" | head -n 5 | cut -c1-400
+    else
+      tail -n 12 "$log" 2>/dev/null | cut -c1-300
+    fi
+  done
+}
+
 summary() {
   local f name rc secs failed=0
   echo; printf '%-32s %-6s %8s\n' STAGE RESULT SECONDS
@@ -95,6 +113,7 @@ summary() {
     printf '%-32s %-6s %8s\n' "$name" "$([ "$rc" = 0 ] && echo pass || echo FAIL)" "$secs"
     [ "$rc" = 0 ] || failed=1
   done
+  [ $failed -eq 0 ] || failure_excerpts
   echo; [ $failed -eq 0 ] && echo "ALL TESTS PASSED" || echo "SOME TESTS FAILED (logs in reports/)"
   return $failed
 }
