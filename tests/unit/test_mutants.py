@@ -181,7 +181,19 @@ def test_every_test_a_mutant_names_exists(mutant):
         assert re.search(rf"^def {re.escape(func)}\(", path.read_text(), re.M), f"{mutant.id}: {node}: no test {func}"
 
 
-@pytest.mark.parametrize("mutant", [m for m in MUTANTS if m.scenario != matrix.REPO], ids=lambda m: m.id)
+@pytest.mark.parametrize("mutant", [m for m in MUTANTS if m.scenario == matrix.REAL_LAB], ids=lambda m: m.id)
+def test_every_real_lab_mutant_runs_in_one_of_the_real_labs_containers(mutant):
+    """The real server's lab is the lab inventory's hosts under the lab name realoh (the
+    name tests/e2e/test_real_openhands.py gives its own lab)."""
+    hosts = (ROOT / "inventories" / "lab" / "hosts.yml").read_text()
+    suffixes = re.findall(r'ansible_host: "\{\{ lab_prefix \}\}-([a-z]+)"', hosts)
+    assert "openhands" in suffixes, suffixes
+    assert 'LAB = {"AIRLOCK_LAB_NAME": "realoh"' in (ROOT / "tests" / "e2e" / "test_real_openhands.py").read_text()
+    assert mutant.host in {f"airlock-realoh-{s}" for s in suffixes}, f"{mutant.id}: {mutant.host} is not a real lab container"
+
+
+@pytest.mark.parametrize("mutant", [m for m in MUTANTS if m.scenario not in (matrix.REPO, matrix.REAL_LAB)],
+                         ids=lambda m: m.id)
 def test_every_scenario_mutant_runs_in_one_of_its_scenarios_containers(mutant):
     molecule_yml = ROOT / "molecule" / mutant.scenario / "molecule.yml"
     assert molecule_yml.is_file(), f"{mutant.id}: no scenario {mutant.scenario}"

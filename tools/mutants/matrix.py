@@ -23,6 +23,7 @@ MUTANTS_FILE = ROOT / "tools" / "mutants" / "mutants.yml"
 SECURITY_MODEL = ROOT / "docs" / "security-model.md"
 CONTROLS_HEADING = "## Controls, and the test that proves each"
 REPO = "repo"  # the scenario name of mutants applied to a scratch copy of the repository
+REAL_LAB = "real_lab"  # the real OpenHands server's lab (tools/realserver); tests from the repository
 
 REQUIRED = {"id", "control", "scenario", "mutation", "tests"}
 OPTIONAL = {"host", "backup", "restore", "fast", "settle", "note"}
@@ -38,7 +39,7 @@ class MutantListError(ValueError):
 class Mutant:
     id: str
     control: str  # a prefix of one control's text in docs/security-model.md's table
-    scenario: str  # a Molecule scenario, or "repo"
+    scenario: str  # a Molecule scenario, "real_lab" or "repo"
     mutation: str  # shell, run in `host` (a scenario's container) or at the scratch copy's root
     tests: tuple[str, ...]  # pytest node ids: relative to the scenario directory, or to the repository
     host: str | None = None
@@ -142,7 +143,7 @@ def test_path(mutant: Mutant, node: str, root: Path = ROOT) -> Path:
     """Where the file a node id names lives: under the scenario's directory (Molecule runs
     its tests from there), or under the repository for a repo mutant."""
     path = split_node(node)[0]
-    return root / path if mutant.scenario == REPO else root / "molecule" / mutant.scenario / path
+    return root / path if mutant.scenario in (REPO, REAL_LAB) else root / "molecule" / mutant.scenario / path
 
 
 # ----------------------------------------------------------------------------- the controls
@@ -243,8 +244,9 @@ def render_doc(controls: list[tuple[str, str]], mutants: list[Mutant], results: 
         "# Controls and the mutants that prove their tests",
         "",
         "Each row of the controls table in [security-model.md](security-model.md) names the tests that prove",
-        "the control. A *mutant* removes or weakens that control on a converged Molecule scenario (or in a",
-        "scratch copy of the repository, for controls proven outside Molecule), and the named tests are run",
+        "the control. A *mutant* removes or weakens that control on a converged Molecule scenario, in the",
+        "real OpenHands server's lab (`real_lab`), or in a scratch copy of the repository (for controls",
+        "proven outside Molecule), and the named tests are run",
         "three times: on the intact control (they must pass), on the mutant (they must fail: the mutant is",
         "**killed**; if they pass, it **survived**, and the test does not prove the control), and after the",
         "restore (they must pass again). Anything else is an **error**: the run proved nothing.",

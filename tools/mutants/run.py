@@ -6,7 +6,9 @@ scenario: run its tests (the baseline: they must pass), apply the mutation in th
 container, run them again (they must fail: killed; passing, the mutant survived), restore
 (the files saved before the mutation put back, then the restore command) and run them a
 third time (they must pass again). Repo mutants do the same in a scratch worktree of HEAD,
-with the tests run by pytest at its root, and are restored by git.
+with the tests run by pytest at its root, and are restored by git. Mutants of `real_lab`
+run in the real OpenHands server's lab (tools/realserver; the lab of
+tests/e2e/test_real_openhands.py), whose steps run against it as it is.
 
 The tests run exactly as `molecule verify` runs them: the command and environment come
 from Molecule's own testinfra verifier for the scenario (its inventory, its ansible.cfg),
@@ -21,7 +23,8 @@ with the node ids of the mutant in place of the whole tests directory.
 --up creates, prepares and converges a scenario that is not converged; --down destroys, at
 the end, the scenarios this run brought up (never one it found running). With
 AIRLOCK_SERVER_TIER_LOCK set to a file, everything done to server_tier happens under an
-exclusive flock of it (only one server_tier may run on a machine). Results merge into
+exclusive flock of it (only one server_tier may run on a machine); AIRLOCK_REAL_LAB_LOCK
+does the same for the real server's lab. Results merge into
 reports/mutants.json (or --report); --doc regenerates docs/controls.md from them. The exit
 status is 0 only when every mutant run was killed.
 """
@@ -110,7 +113,28 @@ def junit_outcome(path: Path, seconds: float) -> matrix.Outcome:
 
 
 # ----------------------------------------------------------------------------- where mutants run
-class Scenario:
+class Containers:
+    """Mutations run in containers (docker exec), and files saved and put back there."""
+
+    def shell(self, host: str, command: str, log: Log) -> int:
+        return run(["docker", "exec", host, "bash", "-c", command], log)
+
+    def backup(self, mutant: matrix.Mutant, log: Log) -> int:
+        if not mutant.backup:
+            return 0
+        saved = f"{BACKUP_DIR}/{mutant.id}"
+        files = " ".join(shlex.quote(f) for f in mutant.backup)
+        return self.shell(mutant.host, f"set -e; rm -rf {saved}; mkdir -p {saved}; "
+                                       f"for f in {files}; do cp -a --parents \"$f\" {saved}/; done", log)
+
+    def put_back(self, mutant: matrix.Mutant, log: Log) -> int:
+        if not mutant.backup:
+            return 0
+        saved = f"{BACKUP_DIR}/{mutant.id}"
+        return self.shell(mutant.host, f"set -e; cp -a {saved}/. /; rm -rf {saved}", log)
+
+
+class Scenario(Containers):
     """A Molecule scenario: its state, its containers, its tests run as `molecule verify` does."""
 
     def __init__(self, name: str):
@@ -153,22 +177,52 @@ class Scenario:
         env = dict(verifier.env, PY_COLORS="0", ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
         return run(command, log, timeout=TEST_TIMEOUT, cwd=self.directory, env=env)
 
-    def shell(self, host: str, command: str, log: Log) -> int:
-        return run(["docker", "exec", host, "bash", "-c", command], log)
 
-    def backup(self, mutant: matrix.Mutant, log: Log) -> int:
-        if not mutant.backup:
-            return 0
-        saved = f"{BACKUP_DIR}/{mutant.id}"
-        files = " ".join(shlex.quote(f) for f in mutant.backup)
-        return self.shell(mutant.host, f"set -e; rm -rf {saved}; mkdir -p {saved}; "
-                                       f"for f in {files}; do cp -a --parents \"$f\" {saved}/; done", log)
+class RealLab(Containers):
+    """The real OpenHands server's lab (tools/realserver, the lab tests/e2e/test_real_openhands.py
+    builds: name realoh, 10.216.x): brought up by lab_up.yml and site.yml with the real server's
+    variables; its tests are that file's steps, run against the lab as it is
+    (AIRLOCK_REAL_OPENHANDS_LAB=existing), so a mutant names the steps its test needs first."""
 
-    def put_back(self, mutant: matrix.Mutant, log: Log) -> int:
-        if not mutant.backup:
-            return 0
-        saved = f"{BACKUP_DIR}/{mutant.id}"
-        return self.shell(mutant.host, f"set -e; cp -a {saved}/. /; rm -rf {saved}", log)
+    ENV = {"AIRLOCK_LAB_NAME": "realoh", "AIRLOCK_LAB_NET": "10.216",
+           "AIRLOCK_LAB_HTTPS_PORT": "28443", "AIRLOCK_LAB_HTTP_PORT": "28080"}
+    HOST = "airlock-realoh-openhands"
+    LAB_TIMEOUT = 3600
+
+    def __init__(self):
+        self.name = matrix.REAL_LAB
+
+    def env(self) -> dict:
+        return dict(os.environ, **self.ENV, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+                    PY_COLORS="0")
+
+    def is_up(self) -> bool:
+        outer = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", self.HOST], capture_output=True, text=True)
+        if outer.stdout.strip() != "true":
+            return False
+        app = subprocess.run(["docker", "exec", self.HOST, "docker", "inspect", "-f", "{{.State.Running}}", "openhands-app"],
+                             capture_output=True, text=True)
+        return app.stdout.strip() == "true"
+
+    def step(self, *argv: str) -> bool:
+        say(" ".join(argv))
+        try:
+            return subprocess.run(list(argv), cwd=ROOT, env=self.env(), timeout=self.LAB_TIMEOUT).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def up(self) -> bool:
+        return (self.step("tools/realserver/build.sh", "--save", ".cache/images/openhands-pypi.tar")
+                and self.step("ansible-playbook", "playbooks/lab_up.yml")
+                and self.step("ansible-playbook", "site.yml", "-e", "@tools/realserver/lab-pypi.yml"))
+
+    def down(self) -> None:
+        self.step("ansible-playbook", "playbooks/lab_down.yml")
+
+    def pytest(self, nodes, junit: Path, log: Log) -> int:
+        env = dict(self.env(), AIRLOCK_REAL_OPENHANDS_LAB="existing")
+        return run(["pytest", "-p", "no:cacheprovider", "-q", "-rfE", f"--junitxml={junit}", *nodes], log,
+                   timeout=TEST_TIMEOUT, cwd=ROOT, env=env)
 
 
 class Repo:
@@ -254,13 +308,15 @@ def git_commit() -> str:
 
 @contextlib.contextmanager
 def scenario_lock(name: str):
-    """An exclusive flock of $AIRLOCK_SERVER_TIER_LOCK around server_tier, when it is set."""
-    path = os.environ.get("AIRLOCK_SERVER_TIER_LOCK")
-    if name != "server_tier" or not path:
+    """An exclusive flock of $AIRLOCK_SERVER_TIER_LOCK around server_tier, and of
+    $AIRLOCK_REAL_LAB_LOCK around the real server's lab, when they are set."""
+    path = {"server_tier": os.environ.get("AIRLOCK_SERVER_TIER_LOCK"),
+            matrix.REAL_LAB: os.environ.get("AIRLOCK_REAL_LAB_LOCK")}.get(name)
+    if not path:
         yield
         return
     with open(path, "a") as fh:  # noqa: PTH123
-        say(f"waiting for the server_tier lock {path}")
+        say(f"waiting for the {name} lock {path}")
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -315,8 +371,8 @@ def main(argv=None) -> int:
             group = [m for m in chosen if m.scenario == name]
             with scenario_lock(name):
                 brought_up = False
-                where = repo if name == matrix.REPO else Scenario(name)
-                if isinstance(where, Scenario) and not where.is_up():
+                where = repo if name == matrix.REPO else RealLab() if name == matrix.REAL_LAB else Scenario(name)
+                if not isinstance(where, Repo) and not where.is_up():
                     if args.up:
                         brought_up = True
                         if not where.up():
@@ -327,7 +383,7 @@ def main(argv=None) -> int:
                     for mutant in group:
                         say(f"start   {mutant.id} ({name})")
                         log = Log(logs / f"{mutant.id}.log")
-                        if isinstance(where, Scenario) and not where.is_up():
+                        if not isinstance(where, Repo) and not where.is_up():
                             result = {"verdict": matrix.ERROR, "why": f"the scenario {name} is not up", "seconds": 0}
                         else:
                             result = run_mutant(mutant, where, log, logs)
