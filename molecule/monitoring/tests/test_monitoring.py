@@ -44,9 +44,18 @@ def test_fail2ban_ban_alert_latency_dedup_and_webhook(host):
     assert got and got[0]["auth"] == "Bearer molecule-token"
 
 
-def test_egress_drop_from_journal(host):
-    host.run_expect([0], "logger -t airlock-test-kernel 'AIRLOCK-EGRESS-DROP IN= OUT=eth0 SRC=10.9.9.9 "
-                         "DST=203.0.113.99 PROTO=TCP SPT=40000 DPT=443'")
+def test_egress_drop_from_the_drop_loggers_file(host):
+    """The role's default egress source: the file the egress firewall's drop logger (ulogd2)
+    writes, which appears only once the firewall is deployed (this scenario has none, so the
+    watcher must pick the file up when it appears). The line is in ulogd2's LOGEMU format, as
+    real drops write it (server_tier's tests/test_drop_alert.py and the lab's
+    tests/e2e/test_lab.py make real drops)."""
+    source = host.file("/etc/airlock/alertd.json").content_string
+    assert '"/var/log/ulog/airlock-egress-drops.log"' in source, "the egress watcher is not on the role's default source"
+    line = ("Nov 30 14:00:00 server AIRLOCK-EGRESS-DROP IN=docker0 OUT=eth0 MAC=02:42:ac:11:00:02:02:42:0a:d5:05:0a:08:00 "
+            "SRC=10.9.9.9 DST=203.0.113.99 LEN=60 TOS=00 PREC=0x00 TTL=63 ID=4242 DF PROTO=TCP SPT=40000 DPT=443 "
+            "SEQ=1 ACK=0 WINDOW=64240 SYN URGP=0 MARK=0")
+    host.run_expect([0], f"mkdir -p /var/log/ulog && echo '{line}' >> /var/log/ulog/airlock-egress-drops.log")
     wait_for(host, lambda a: a["key"] == "egress_drop:10.9.9.9:203.0.113.99:TCP:443" and a["severity"] == "critical")
 
 
