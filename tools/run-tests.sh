@@ -9,7 +9,7 @@
 # kernel: tests/host), molecule (every scenario: converge, idempotence, testinfra verify),
 # e2e (the lab end to end with the OpenHands stand-in: tests/e2e/test_lab.py), e2e_real
 # (the real OpenHands server built from PyPI in a lab of its own, a conversation through
-# the proxy: tests/e2e/test_real_openhands.py), bench (the benchmark's smoke mode, so it
+# the proxy: tests/e2e/test_real_openhands.py; then tools/realserver/test_realserver.py), bench (the benchmark's smoke mode, so it
 # cannot rot: tests/bench), fresh (tools/setup.sh then the unit stage in a bare Debian 12
 # container, from a clone under /root: tools/testbed/fresh-machine.sh), mutants_fast (the
 # fast subset of the mutation matrix, tools/mutants: run on the nginx_proxy scenario right
@@ -59,7 +59,9 @@ stage_host() { must_pass -q -p no:cacheprovider -rfEs tests/host; }
 stage_e2e() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab.py; }
 # The real OpenHands server built from PyPI (tools/realserver, docs/real-openhands.md).
 stage_realserver_image() { nice -n 10 tools/realserver/build.sh --save .cache/images/openhands-pypi.tar; }
-stage_e2e_real() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_real_openhands.py; }
+# Then the image's own proof on this machine's engine (tools/realserver/test_realserver.py: the
+# server behind a stand-in of the proxy's route, and the role's env file read by its loader).
+stage_e2e_real() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_real_openhands.py tools/realserver/test_realserver.py; }
 stage_bench() { must_pass -q -p no:cacheprovider -rfEs tests/bench; }
 stage_fresh() { nice -n 10 tools/testbed/fresh-machine.sh; }
 stage_mutants_fast() { tools/mutants/run.py --fast --up --down --report reports/mutants-fast.json; }
