@@ -45,6 +45,8 @@ CASES = [
     ("nginx_proxy", {"nginx_proxy_upstream_host": "10.0.1.300"}, "nginx_proxy_upstream_host"),
     ("nginx_proxy", {"nginx_proxy_users": [{"name": "al ice", "password": SECRET}]}, "nginx_proxy_users: invalid"),
     ("nginx_proxy", {"nginx_proxy_tls_mode": "provided"}, "nginx_proxy_tls_certificate is empty"),
+    # The AWS inventory's setting: a self-signed certificate needs an explicit acknowledgement.
+    ("nginx_proxy", {"nginx_proxy_selfsigned_acknowledged": False}, "nginx_proxy_selfsigned_acknowledged is false"),
     ("nginx_proxy", {"nginx_proxy_tls_mode": "acme", "nginx_proxy_server_name": "proxy.example.org",
                      "nginx_proxy_acme_email": "ops@example.org"}, "nginx_proxy_acme_terms_agreed"),
     ("nginx_proxy", {"nginx_proxy_sandbox_port_range": {"start": 5000, "end": 4000}}, "nginx_proxy_sandbox_port_range"),
