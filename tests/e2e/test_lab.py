@@ -146,6 +146,62 @@ def test_the_server_reaches_its_sandboxes_through_the_handed_out_url():
     assert via.get("ok") and via.get("status") == 200, via
 
 
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=4).close()
+    print("connected")
+except OSError as exc:
+    print("failed", type(exc).__name__)
+"""
+
+
+def test_a_sandbox_drop_raises_the_deployed_alert():
+    """Drop -> alert in the lab as deployed: a sandbox the app started connects to the lab's
+    decoy, the egress firewall drops it, the drop logger (ulogd2) writes its line and the
+    monitoring role's alertd, as site.yml configured it, raises the egress alert naming the
+    sandbox and the decoy in the lab's alert sink. Positive control: the lab router (no
+    firewall of ours in its way) connects to the decoy on the same port. The drop log is
+    rate-limited and alerts are de-duplicated per source, destination and port, and
+    validate.yml probes the decoy too, so each of the decoy's ports is tried in turn until
+    one drop is alerted."""
+    net, server = LAB["AIRLOCK_LAB_NET"], f"{PREFIX}-openhands"
+    decoy = f"{net}.12.20"  # lab_addresses.decoy
+    login = ("admin", (ROOT / f".{LAB['AIRLOCK_LAB_NAME']}" / "admin.password").read_text().strip())
+    app = ohapi.Api(BASE, login=login, insecure=True, timeout=60)
+    info = app.ok("POST", "/api/stand-in/sandboxes", {})
+    try:
+        name = info["name"]
+        ip = docker("exec", server, "docker", "inspect", "-f",
+                    "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name).strip()
+        assert ip, info
+        found, port = [], 0
+        for port in (80, 443, 8000):  # the decoy's TCP listeners (playbooks/lab_up.yml)
+            control = docker("exec", f"{PREFIX}-router", "python3", "-c", CONNECT, decoy, str(port)).strip()
+            assert control == "connected", f"positive control: the router does not reach the decoy on {port}: {control}"
+            start = time.time()
+            got = docker("exec", server, "docker", "exec", name, "python3", "-c", CONNECT, decoy, str(port)).strip()
+            assert got.startswith("failed"), f"the sandbox reached the decoy on {port}: {got}"
+            key = f"egress_drop:{ip}:{decoy}:TCP:{port}"
+            deadline = time.monotonic() + 30
+            while not found and time.monotonic() < deadline:
+                text = docker("exec", server, "sh", "-c", "cat /var/log/airlock/alerts.jsonl 2>/dev/null || true")
+                found = [a for a in map(json.loads, filter(None, text.splitlines()))
+                         if a.get("key") == key and a.get("ts", 0) >= start - 1]
+                time.sleep(0.5)
+            if found:
+                break
+            time.sleep(6)  # not logged (the rate limit's bucket) or de-duplicated: the next port
+        assert found, f"no drop of the sandbox ({ip}) to the decoy was alerted; drop log: " + docker(
+            "exec", server, "sh", "-c", "tail -5 /var/log/ulog/airlock-egress-drops.log 2>&1 || true")
+        alert = found[0]
+        assert alert["type"] == "egress_drop" and alert["details"]["dst"] == decoy, alert
+        assert decoy in alert["summary"] and alert["host"], alert
+        STATE["drop_alert"] = {"port": port, "latency_s": round(alert["ts"] - start, 2)}
+    finally:
+        app.request("DELETE", f"/api/stand-in/sandboxes/{info['id']}")
+
+
 def test_validate_is_all_green():
     res = playbook("playbooks/validate.yml")
     report = json.loads((ROOT / "reports" / f"validate-{LAB['AIRLOCK_LAB_NAME']}.json").read_text())
