@@ -8,7 +8,12 @@ the server connecting where the decoy cannot).
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -21,6 +26,9 @@ RELAY_LOG = "/var/log/apt-cacher-ng/apt-cacher.log"
 # What the daily timers' runs check before they run again (once a day).
 STAMPS = " ".join(f"/var/lib/apt/periodic/{name}-stamp"
                    for name in ("update", "update-success", "upgrade", "unattended-upgrades", "download-upgradeable"))
+
+ROOT = Path(__file__).resolve().parents[3]
+HEALTH_ROWS = "/var/tmp/airlock-health-rows.json"
 
 relay = testinfra.get_host("docker://package_relay-relay")
 server = testinfra.get_host("docker://package_relay-server")
@@ -120,25 +128,45 @@ def direct_path_closed():
         server.run(f"ip route del blackhole {REPO_IP}/32")
 
 
+def health_rows() -> list[dict]:
+    """The monitoring role's health checks (tasks_from health.yml, as playbooks/health.yml
+    runs them) on the server, through this scenario's inventory: its rows."""
+    playbook = ROOT / "molecule" / "package_relay" / "health-rows.yml"
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"}
+    out = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+                          str(playbook), "-e", f"health_rows_path={HEALTH_ROWS}"],
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    return json.loads(server.check_output(f"cat {HEALTH_ROWS}"))
+
+
 def test_daily_upgrade_installs_the_new_version_through_the_relay(direct_path_closed):
-    """1.0 of the probe package is installed; the repository publishes 2.0; the server's own
+    """1.0 of the probe package is installed; the repository publishes 2.x; the server's own
     daily units (apt-daily: the package lists; apt-daily-upgrade: unattended-upgrades, with
-    host_baseline's security-only origins) install 2.0, fetched through the relay."""
+    host_baseline's security-only origins) install 2.x, fetched through the relay. The health
+    report's row shows the time of that upgrade."""
     server.check_output(f"airlock-test-apt-repo deb {PROBE_PACKAGE} 1.0 /var/tmp/airlock-relay-probe && "
                         f"dpkg -i /var/tmp/airlock-relay-probe/{PROBE_PACKAGE}_1.0_all.deb")
     assert version(PROBE_PACKAGE) == "1.0"
-    publish(repo, "2.0")
+    # A version of its own per run: the relay keeps what it fetched, and an archive never
+    # publishes different files under one version.
+    new = f"2.{int(time.time())}"
+    publish(repo, new)
     try:
         server.check_output("rm -f " + STAMPS)
         server.check_output("systemctl start apt-daily.service")
         policy = server.check_output(f"apt-cache policy {PROBE_PACKAGE}")
-        assert "Candidate: 2.0" in policy, policy
+        assert f"Candidate: {new}" in policy, policy
         server.check_output("systemctl start apt-daily-upgrade.service")
         log = server.run("tail -n 30 /var/log/unattended-upgrades/unattended-upgrades.log").stdout
-        assert version(PROBE_PACKAGE) == "2.0", log
+        assert version(PROBE_PACKAGE) == new, log
         relay_log = relay.check_output(f"cat {RELAY_LOG}")
-        fetched = [line for line in relay_log.splitlines() if f"{PROBE_PACKAGE}_2.0_all.deb" in line]
+        fetched = [line for line in relay_log.splitlines() if f"{PROBE_PACKAGE}_{new}_all.deb" in line]
         assert fetched and any(SERVER_IP in line for line in fetched), relay_log[-2000:]
+        installed = [line for line in log.splitlines() if "INFO All upgrades installed" in line][-1][:19]
+        row = next(r for r in health_rows() if r["check"] == "unattended upgrades")
+        assert row["status"] == "OK", row
+        assert row["detail"].endswith(f"last upgrade installed {installed}"), (row, installed)
     finally:
         server.run(f"dpkg --purge {PROBE_PACKAGE}; rm -rf /var/tmp/airlock-relay-probe")
         publish(repo, "1.0")
