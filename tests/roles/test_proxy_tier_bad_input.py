@@ -113,6 +113,13 @@ def test_bad_input_rejected_before_any_change(tmp_path, role, extra, message):
     assert_rejected_before_change(run_role(tmp_path, role, extra), message)
 
 
+def test_apt_proxy_entry_point_refuses_bad_input(tmp_path):
+    """`tasks_from: apt_proxy` (the server's first task on a fresh host) checks its input too."""
+    result = run_role(tmp_path, "host_baseline", {"host_baseline_apt_proxy": "http://10.0.0.10:3142/debian"},
+                      tasks_from="apt_proxy")
+    assert_rejected_before_change(result, "host_baseline_apt_proxy")
+
+
 # The lockout guard, alone (tasks_from: lockout, which only reads): as if this play had
 # logged in over SSH from 198.51.100.7.
 SESSION = {"__host_baseline_ssh_client": "198.51.100.7 50000 22"}
