@@ -308,6 +308,12 @@ def airlock_aws_input_errors(inputs):
     patch_ports = inputs.get("proxy_patch_ports", [])
     if not isinstance(patch_ports, list) or not all(_port_ok(x) for x in patch_ports):
         errors.append(f"{p}proxy_patch_ports: {patch_ports!r} must be a list of TCP ports")
+    relay_port = inputs.get("package_relay_port", 3142)
+    if not (_port_ok(relay_port) and relay_port >= 1024):
+        errors.append(f"{p}package_relay_port: {relay_port!r} is not a TCP port from 1024 to 65535 (the package relay's port)")
+    elif isinstance(patch_ports, list) and 80 not in patch_ports:
+        errors.append(f"{p}proxy_patch_ports: {patch_ports!r} lacks 80; the package relay fetches from the "
+                      "distribution's mirrors over HTTP (EC2's regional Ubuntu mirrors, security.ubuntu.com)")
     time_server = inputs.get("time_server")
     try:
         ipaddress.IPv4Address(str(time_server))
@@ -377,7 +383,8 @@ def airlock_nacl_entries(inputs):
     format of ``amazon.aws.ec2_vpc_nacl``. Rule numbers start at 100 in steps of 10.
     Flows (see docs/aws.md): clients -> proxy (22, 80, 443); proxy -> server (22, app
     port, sandbox range); server -> proxy (443: OpenHands calls its sandboxes through the
-    public URL); proxy -> internet (patch ports); server -> LLM endpoints
+    public URL; the package relay's port: the server's apt); proxy -> internet (patch
+    ports: its own updates and the relay's mirrors); server -> LLM endpoints
     through the NAT gateway in the public subnet. Return traffic uses the ephemeral
     range. Amazon DNS and the Amazon Time Sync Service are not filtered by network
     ACLs, and traffic inside one subnet (server -> Bedrock endpoint) never crosses one.
@@ -402,6 +409,8 @@ def airlock_nacl_entries(inputs):
     # The server calls the proxy's HTTPS port: OpenHands drives its sandboxes through the
     # public URLs it hands out (the proxy's /runtime/<port> routes).
     pub_in.append(rule(private, (443, 443)))
+    relay = inputs.get("package_relay_port", 3142)
+    pub_in.append(rule(private, (relay, relay)))  # the server's apt through the package relay
     if use_nat:
         pub_in.extend(rule(private, (port, port)) for port in sorted({port for _, port in llm}))
     pub_in.append(rule(ANYWHERE, eph))
@@ -419,6 +428,7 @@ def airlock_nacl_entries(inputs):
         priv_in.extend(rule(cidr, eph) for cidr in _unique([cidr for cidr, _ in llm]))
     priv_out.append(rule(public, eph))
     priv_out.append(rule(public, (443, 443)))  # server -> proxy (sandbox URLs)
+    priv_out.append(rule(public, (relay, relay)))  # server -> proxy (package relay)
     if use_nat:
         priv_out.extend(rule(cidr, (port, port)) for cidr, port in llm)
 
@@ -455,8 +465,12 @@ def airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg=None):
     ]
     # OpenHands calls its sandboxes through the public URLs it hands out: the proxy's 443.
     proxy_in.append(tcp(443, 443, "https from server (sandbox urls)", group=server_sg))
+    relay = inputs.get("package_relay_port", 3142)
+    proxy_in.append(tcp(relay, relay, "package relay from server (apt)", group=server_sg))
     proxy_out = [tcp(lo, hi, f"{label} to server", group=server_sg) for lo, hi, label in app_ports]
-    proxy_out += [tcp(port, port, "patching", cidr=ANYWHERE) for port in inputs.get("proxy_patch_ports", [])]
+    # The proxy's own updates and the package relay's fetches from the distribution's mirrors.
+    proxy_out += [tcp(port, port, "patching and package relay mirrors", cidr=ANYWHERE)
+                  for port in inputs.get("proxy_patch_ports", [])]
     proxy_out += [
         {"proto": "udp", "from_port": 53, "to_port": 53, "cidr_ip": resolver, "rule_desc": "dns to vpc resolver"},
         tcp(53, 53, "dns to vpc resolver", cidr=resolver),
@@ -464,7 +478,8 @@ def airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg=None):
     ]
 
     server_in = [tcp(lo, hi, f"{label} from proxy", group=proxy_sg) for lo, hi, label in app_ports]
-    server_out = [tcp(443, 443, "https to proxy (sandbox urls)", group=proxy_sg)]
+    server_out = [tcp(443, 443, "https to proxy (sandbox urls)", group=proxy_sg),
+                  tcp(relay, relay, "package relay on proxy (apt)", group=proxy_sg)]
     for entry in inputs.get("llm_endpoints") or []:
         port = entry.get("port", 443)
         label = f"llm {entry['name']}"

@@ -172,13 +172,14 @@ def test_public_nacl_exact(alpha):
         *((c, p, p) for c in clients for p in (22, 80, 443)),  # clients -> proxy
         (private, 443, 443),  # server -> proxy (sandbox URLs); server -> NAT gateway (LLM port)
         (private, 8443, 8443),  # server -> NAT gateway (LLM port)
+        (private, 3142, 3142),  # server -> package relay (its apt)
         (WORLD, *EPH),  # replies from the internet (proxy patching, NAT) and the server
     }
     assert nacl_rules(nacl, egress=True) == {
         *((c, *EPH) for c in clients),  # replies to clients
         (private, 22, 22), (private, 3000, 3000), (private, 32768, 60999),  # proxy -> server
         (private, *EPH),  # NAT replies to the server
-        (WORLD, 80, 80), (WORLD, 443, 443),  # proxy patching; NAT -> hostname endpoints
+        (WORLD, 80, 80), (WORLD, 443, 443),  # proxy patching and the relay's mirrors; NAT -> hostname endpoints
         ("192.0.2.0/24", 8443, 8443),  # NAT -> gateway endpoint
     }
 
@@ -195,6 +196,7 @@ def test_private_nacl_exact(alpha):
     assert nacl_rules(nacl, egress=True) == {
         (public, *EPH),  # replies to the proxy
         (public, 443, 443),  # server -> proxy (sandbox URLs)
+        (public, 3142, 3142),  # server -> package relay (its apt)
         (WORLD, 443, 443), ("192.0.2.0/24", 8443, 8443),  # server -> LLM endpoints
     }
 
@@ -218,7 +220,8 @@ def test_security_groups_exact(alpha):
     app = {("tcp", 22, 22), ("tcp", 3000, 3000), ("tcp", 32768, 60999)}
     assert sg_rules(proxy, False, names) == {
         ("tcp", p, p, c) for c in ("203.0.113.0/24", "198.51.100.7/32") for p in (22, 80, 443)
-    } | {("tcp", 443, 443, "sg:server")}  # the server calls its sandboxes through the public URL
+    } | {("tcp", 443, 443, "sg:server"),  # the server calls its sandboxes through the public URL
+         ("tcp", 3142, 3142, "sg:server")}  # and reaches the package relay (its apt), nothing else
     assert sg_rules(proxy, True, names) == {
         *((*a, "sg:server") for a in app), ("tcp", 80, 80, WORLD), ("tcp", 443, 443, WORLD), *dns_ntp,
     }
@@ -228,6 +231,7 @@ def test_security_groups_exact(alpha):
         ("tcp", 8443, 8443, "192.0.2.0/24"),
         ("tcp", 443, 443, "sg:bedrock-endpoint"),
         ("tcp", 443, 443, "sg:proxy"),  # the sandbox URLs, through the proxy
+        ("tcp", 3142, 3142, "sg:proxy"),  # apt, through the package relay
         *dns_ntp,
     }
     assert sg_rules(endpoint, False, names) == {("tcp", 443, 443, "sg:server")}

@@ -36,6 +36,10 @@ CASES = [
      "aws_enclave_bedrock_models[0]: 'anthropic.*' has a wildcard"),
     ("Bedrock models without an entry", {"airlock_aws_bedrock_models": ["amazon.nova-pro-v1:0"]},
      "aws_enclave_bedrock_models: is set, but aws_enclave_llm_endpoints has no Bedrock entry"),
+    ("package relay on a privileged port", {"aws_enclave_package_relay_port": 443},
+     "aws_enclave_package_relay_port: 443 is not a TCP port from 1024 to 65535"),
+    ("no HTTP for the relay's mirrors", {"aws_enclave_proxy_patch_ports": [443]},
+     "aws_enclave_proxy_patch_ports: [443] lacks 80"),
 ]
 
 

@@ -42,6 +42,8 @@ CASES = [
     ("monitoring", {"monitoring_sinks": [{"type": "log", "path": "/tmp/a"}, {"type": "webhook", "url": "hooks.example.com/x"}]},
      "monitoring_sinks[1].url: malformed webhook URL"),
     ("monitoring", {"monitoring_sinks": [{"type": "webhook", "url": "https://exa mple.com/"}]}, "monitoring_sinks[0].url: malformed webhook URL"),
+    ("monitoring", {"monitoring_health_upgrade_max_age_hours": -1}, "monitoring_health_upgrade_max_age_hours must be whole hours"),
+    ("monitoring", {"monitoring_health_upgrade_max_age_hours": 9000}, "monitoring_health_upgrade_max_age_hours must be whole hours"),
     ("backup", {"backup_restic_password": None}, "backup_restic_password"),
     ("backup", {"backup_restic_password": "short"}, "backup_restic_password is too short"),
     ("backup", {"backup_keep_daily": -1}, "backup_keep_daily (-1) must be an integer >= 0"),

@@ -30,6 +30,7 @@ BASELINE = {
     "fail2ban": {"fail2ban_ignoreip": ["192.0.2.10/32"]},
     "host_baseline": {"host_baseline_ufw_authorized_cidrs": ["192.0.2.0/24"],
                       "host_baseline_ntp_servers": ["192.0.2.123"]},
+    "package_relay": {"package_relay_listen_address": "10.0.0.10"},
 }
 
 CASES = [
@@ -63,6 +64,19 @@ CASES = [
     ("host_baseline", {"host_baseline_ufw_extra_rules": [{"source": "10.0.2.10", "port": 0}]}, "host_baseline_ufw_extra_rules"),
     ("host_baseline", {"host_baseline_ssh_permit_root_login": "yes"}, "host_baseline_ssh_permit_root_login"),
     ("host_baseline", {"host_baseline_ntp_servers": []}, "host_baseline_ntp_servers is empty"),
+    # The server's apt proxy (the package relay) and the relay itself.
+    ("host_baseline", {"host_baseline_apt_proxy": "https://10.0.0.10:3142"}, "host_baseline_apt_proxy"),
+    ("host_baseline", {"host_baseline_apt_proxy": "http://10.0.0.10:3142/debian"}, "host_baseline_apt_proxy"),
+    ("host_baseline", {"host_baseline_apt_proxy": "http://10.0.0.10"}, "host_baseline_apt_proxy"),
+    ("host_baseline", {"host_baseline_apt_proxy": 'http://10.0.0.10:3142";'}, "host_baseline_apt_proxy"),
+    ("package_relay", {"package_relay_listen_address": "0.0.0.0"}, "package_relay_listen_address: 0.0.0.0 is not a private"),
+    ("package_relay", {"package_relay_listen_address": "9.9.9.9"}, "package_relay_listen_address: 9.9.9.9 is a public address"),
+    ("package_relay", {"package_relay_listen_address": "proxy.internal"}, "package_relay_listen_address: 'proxy.internal'"),
+    ("package_relay", {"package_relay_port": 80}, "package_relay_port: 80"),
+    ("package_relay", {"package_relay_allowed_hosts": ["*.ec2.archive.ubuntu.com"]}, "package_relay_allowed_hosts: '*.ec2"),
+    ("package_relay", {"package_relay_allowed_hosts": ["http://deb.debian.org/debian"]}, "package_relay_allowed_hosts: 'http:"),
+    ("package_relay", {"package_relay_allowed_hosts": ["deb.debian.org", "DEB.debian.org"]}, "is listed twice"),
+    ("package_relay", {"package_relay_expire_days": 0}, "package_relay_expire_days"),
 ]
 
 
@@ -99,6 +113,13 @@ def assert_rejected_before_change(result, message):
                          ids=[f"{c[0]}-{next(iter(c[1]))}-{i}" for i, c in enumerate(CASES)])
 def test_bad_input_rejected_before_any_change(tmp_path, role, extra, message):
     assert_rejected_before_change(run_role(tmp_path, role, extra), message)
+
+
+def test_apt_proxy_entry_point_refuses_bad_input(tmp_path):
+    """`tasks_from: apt_proxy` (the server's first task on a fresh host) checks its input too."""
+    result = run_role(tmp_path, "host_baseline", {"host_baseline_apt_proxy": "http://10.0.0.10:3142/debian"},
+                      tasks_from="apt_proxy")
+    assert_rejected_before_change(result, "host_baseline_apt_proxy")
 
 
 # The lockout guard, alone (tasks_from: lockout, which only reads): as if this play had

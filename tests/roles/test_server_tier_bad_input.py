@@ -65,6 +65,10 @@ CASES = [
     ("openhands", {"openhands_network_subnet": "172.30.0.0/33"}, "openhands_network_subnet"),
     ("egress_firewall", {"egress_firewall_log_group": 70000}, "egress_firewall_log_group"),
     ("egress_firewall", {"egress_firewall_log_group": "nflog"}, "egress_firewall_log_group"),
+    ("egress_firewall", {"egress_firewall_package_relays": [{"address": "proxy.example.org", "port": 3142}]},
+     "egress_firewall_package_relays[0].address"),
+    ("egress_firewall", {"egress_firewall_package_relays": [{"address": "192.0.2.40", "port": 70000}]},
+     "egress_firewall_package_relays[0].port"),
 ]
 
 
@@ -135,9 +139,27 @@ def test_egress_filter_accepts_the_baseline():
     ({"log_group": 65536}, "egress_firewall_log_group"),
     ({"log_group": -1}, "egress_firewall_log_group"),
     ({"log_group": True}, "egress_firewall_log_group"),
+    ({"package_relays": [{"address": "0.0.0.0", "port": 3142}]}, "egress_firewall_package_relays[0].address"),
+    ({"package_relays": [{"address": "127.0.0.1", "port": 3142}]}, "is a loopback address"),
+    ({"package_relays": [{"address": "192.0.2.40/32", "port": 3142}]}, "egress_firewall_package_relays[0].address"),
+    ({"package_relays": [{"address": "192.0.2.40", "port": 3142, "proto": "udp"}]}, "must be {address, port}"),
+    ({"package_relays": {"address": "192.0.2.40", "port": 3142}}, "egress_firewall_package_relays must be a list"),
 ])
 def test_egress_filter_rejects(over, fragment):
     assert any(fragment in e for e in EGRESS.egress_firewall_input_errors(_egress_inputs(**over)))
+
+
+def test_egress_package_relay_rule_is_host_only():
+    """The relay's rule is rendered in host_out (the host's own output), with its address and port."""
+    rules = EGRESS.egress_firewall_package_relay_rules([{"address": "192.0.2.40", "port": 3142},
+                                                         {"address": "2001:db8::40", "port": "3142"}])
+    assert rules == [{"family": "ip", "address": "192.0.2.40", "port": 3142},
+                     {"family": "ip6", "address": "2001:db8::40", "port": 3142}]
+    template = (ROOT / "roles/egress_firewall/templates/egress.nft.j2").read_text()
+    host_out = template[template.index("chain host_out {"):template.index("chain egress_drop {")]
+    assert "egress_firewall_package_relay_rules" in host_out
+    assert template.count("egress_firewall_package_relay_rules") == 1, "the relay must appear in host_out only"
+
 
 
 def test_egress_destinations_split_by_family_and_bedrock_becomes_a_name():

@@ -28,6 +28,7 @@ GOOD = {
     "openhands_port": 3000,
     "sandbox_port_range": {"start": 32768, "end": 60999},
     "proxy_patch_ports": [80, 443],
+    "package_relay_port": 3142,
     "llm_endpoints": [
         {"name": "openai", "hosts": ["api.openai.com"], "port": 443},
         {"name": "gw", "cidrs": ["192.0.2.0/24"], "port": 8443},
@@ -144,6 +145,10 @@ def test_good_input_has_no_errors():
     ({"sandbox_port_range": {"start": 60999, "end": 32768}}, "aws_enclave_sandbox_port_range"),
     ({"openhands_port": 0}, "aws_enclave_openhands_port"),
     ({"time_server": "time.example.com"}, "aws_enclave_time_server"),
+    ({"package_relay_port": 80}, "aws_enclave_package_relay_port"),
+    ({"package_relay_port": 70000}, "aws_enclave_package_relay_port"),
+    ({"package_relay_port": "3142"}, "aws_enclave_package_relay_port"),
+    ({"proxy_patch_ports": [443]}, "aws_enclave_proxy_patch_ports"),
 ])
 def test_bad_input_is_named(changes, variable):
     errors = net.airlock_aws_input_errors(with_(**changes))
@@ -182,7 +187,7 @@ def test_nacl_entries_exact():
 
     assert as_set(nacl["public"]["ingress"]) == {
         r("203.0.113.0/24", 22), r("203.0.113.0/24", 80), r("203.0.113.0/24", 443),
-        r("10.0.1.0/24", 443), r("10.0.1.0/24", 8443), r("0.0.0.0/0", *eph),
+        r("10.0.1.0/24", 443), r("10.0.1.0/24", 8443), r("10.0.1.0/24", 3142), r("0.0.0.0/0", *eph),
     }
     assert as_set(nacl["public"]["egress"]) == {
         r("203.0.113.0/24", *eph), r("10.0.1.0/24", 22), r("10.0.1.0/24", 3000), r("10.0.1.0/24", 32768, 60999),
@@ -192,8 +197,8 @@ def test_nacl_entries_exact():
         r("10.0.0.0/24", 22), r("10.0.0.0/24", 3000), r("10.0.0.0/24", 32768, 60999), r("10.0.0.0/24", *eph),
         r("0.0.0.0/0", *eph), r("192.0.2.0/24", *eph),
     }
-    assert as_set(nacl["private"]["egress"]) == {r("10.0.0.0/24", *eph), r("10.0.0.0/24", 443), r("0.0.0.0/0", 443),
-                                                 r("192.0.2.0/24", 8443)}
+    assert as_set(nacl["private"]["egress"]) == {r("10.0.0.0/24", *eph), r("10.0.0.0/24", 443), r("10.0.0.0/24", 3142),
+                                                 r("0.0.0.0/0", 443), r("192.0.2.0/24", 8443)}
     numbers = [e[0] for e in nacl["public"]["ingress"]]
     assert numbers == list(range(100, 100 + 10 * len(numbers), 10))
 
@@ -201,10 +206,27 @@ def test_nacl_entries_exact():
 def test_nacl_without_nat_has_no_llm_rules():
     nacl = net.airlock_nacl_entries(with_(llm_endpoints=[{"name": "b", "bedrock": True}], nat_gateway_enabled=True))
     # Without the NAT gateway the only way out of the private subnet is to the proxy: its
-    # HTTPS port (the sandbox URLs) and replies.
+    # HTTPS port (the sandbox URLs), the package relay and replies.
     assert as_set(nacl["private"]["egress"]) == {("tcp", "allow", "10.0.0.0/24", None, None, 1024, 65535),
-                                                 ("tcp", "allow", "10.0.0.0/24", None, None, 443, 443)}
-    assert {(e[6], e[7]) for e in nacl["public"]["ingress"] if e[3] == "10.0.1.0/24"} == {(443, 443)}
+                                                 ("tcp", "allow", "10.0.0.0/24", None, None, 443, 443),
+                                                 ("tcp", "allow", "10.0.0.0/24", None, None, 3142, 3142)}
+    assert {(e[6], e[7]) for e in nacl["public"]["ingress"] if e[3] == "10.0.1.0/24"} == {(443, 443), (3142, 3142)}
+
+
+def test_package_relay_port_is_the_only_new_way_from_the_server_to_the_proxy():
+    """The relay's port, whatever it is set to, opens server -> proxy on that port alone (the
+    security groups both ways and the network ACLs of both subnets); the proxy's way to the
+    mirrors is its patch ports."""
+    inputs = with_(package_relay_port=9999)
+    rules = net.airlock_security_group_rules(inputs, "sg-p", "sg-s", "sg-e")
+    assert {key(r) for r in rules["proxy"]["rules"] if r.get("group_id") == "sg-s"} == {
+        ("tcp", 443, 443, "sg-s"), ("tcp", 9999, 9999, "sg-s")}
+    assert {key(r) for r in rules["server"]["rules_egress"] if r.get("group_id") == "sg-p"} == {
+        ("tcp", 443, 443, "sg-p"), ("tcp", 9999, 9999, "sg-p")}
+    nacl = net.airlock_nacl_entries(inputs)
+    assert ("tcp", "allow", "10.0.0.0/24", None, None, 9999, 9999) in as_set(nacl["private"]["egress"])
+    assert ("tcp", "allow", "10.0.1.0/24", None, None, 9999, 9999) in as_set(nacl["public"]["ingress"])
+    assert ("tcp", "allow", "10.0.0.0/24", None, None, 3142, 3142) not in as_set(nacl["private"]["egress"])
 
 
 def key(rule):
@@ -216,13 +238,13 @@ def test_security_group_rules_exact():
     dns_ntp = {("udp", 53, 53, "10.0.0.2/32"), ("tcp", 53, 53, "10.0.0.2/32"), ("udp", 123, 123, "169.254.169.123/32")}
     app = {("tcp", 22, 22), ("tcp", 3000, 3000), ("tcp", 32768, 60999)}
     assert {key(r) for r in rules["proxy"]["rules"]} == {("tcp", p, p, "203.0.113.0/24") for p in (22, 80, 443)} | {
-        ("tcp", 443, 443, "sg-s")}
+        ("tcp", 443, 443, "sg-s"), ("tcp", 3142, 3142, "sg-s")}
     assert {key(r) for r in rules["proxy"]["rules_egress"]} == {
         *((*a, "sg-s") for a in app), ("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 443, 443, "0.0.0.0/0"), *dns_ntp}
     assert {key(r) for r in rules["server"]["rules"]} == {(*a, "sg-p") for a in app}
     assert {key(r) for r in rules["server"]["rules_egress"]} == {
         ("tcp", 443, 443, "0.0.0.0/0"), ("tcp", 8443, 8443, "192.0.2.0/24"), ("tcp", 443, 443, "sg-e"),
-        ("tcp", 443, 443, "sg-p"), *dns_ntp}
+        ("tcp", 443, 443, "sg-p"), ("tcp", 3142, 3142, "sg-p"), *dns_ntp}
     assert {key(r) for r in rules["endpoint"]["rules"]} == {("tcp", 443, 443, "sg-s")}
     assert rules["endpoint"]["rules_egress"] == []
     for group in rules.values():

@@ -387,6 +387,35 @@ def test_maintenance_window_is_open_to_the_host_only(sandbox):
     assert not host_probe(spec)["ok"], "the window did not close"
 
 
+@pytest.fixture()
+def package_relay_standin():
+    """The package relay's port on the proxy (3142, egress_firewall_package_relays) and the
+    port next to it (3143, not listed): a listener on each, on the proxy client."""
+    units = {port: f"airlock-test-relay-{port}" for port in (3142, 3143)}
+    for port, unit in units.items():
+        proxy.check_output(f"systemd-run --unit {unit} /usr/bin/python3 -m http.server {port} --bind {PROXY_IP}")
+    for port in units:
+        assert wait_for(lambda port=port: proxy.socket(f"tcp://{PROXY_IP}:{port}").is_listening, 15), \
+            f"the relay stand-in on {port} did not start"
+    yield
+    for unit in units.values():
+        proxy.run(f"systemctl stop {unit}")
+
+
+def test_package_relay_is_open_to_the_host_only(sandbox, package_relay_standin):
+    """The host (apt, as root) reaches the relay's address and port at all times; a sandbox,
+    probing again and again, and the app's own network never do; and the host's rule is that
+    port only (the listener beside it, which answers the proxy itself, stays closed)."""
+    relay = {"kind": "tcp", "host": PROXY_IP, "port": 3142}
+    beside = {"kind": "tcp", "host": PROXY_IP, "port": 3143}
+    assert probe(proxy, beside)["ok"], "positive control: the listener beside the relay does not answer the proxy"
+    assert not host_probe(beside)["ok"], "the host reached a port of the proxy beside the relay's"
+    for _ in range(3):
+        assert host_probe(relay)["ok"], "positive control: the host does not reach the package relay"
+        assert not sandbox_probe(sandbox, relay)["ok"], "a sandbox reached the package relay"
+    assert not app_probe(relay)["ok"], "the app's container reached the package relay"
+
+
 # ------------------------------------------------------------------------- the app shield
 APP = "host.docker.internal"
 

@@ -17,6 +17,8 @@ egress_firewall_by_family(addresses)
     ``{"ip": [...], "ip6": [...]}`` of normalised addresses/networks.
 egress_firewall_address_in(address, networks)
     True when the address lies in one of the networks (the SSH lockout guard).
+egress_firewall_package_relay_rules(relays)
+    The package relays the host may reach: ``[{"family": "ip"|"ip6", "address", "port"}]``.
 egress_firewall_app_proxy_paths(routes, proxy_addresses, https_port)
     The app's way to the proxy: ``{"accept": {"ip": [...], "ip6": [...]}, "nat": [{"family",
     "address", "port", "to"}]}``, the proxy addresses the app's network may reach on the
@@ -149,6 +151,7 @@ def egress_firewall_input_errors(inputs):
             errors.append(f"{PREFIX}app_interfaces: {iface!r} is not matched by {PREFIX}container_interfaces, "
                           "so its forwarded traffic would not be dropped")
     _app_proxy_route_errors(inputs, errors)
+    _package_relay_errors(inputs, errors)
     known = _destination_errors("maintenance_destinations", inputs.get("maintenance_destinations"), errors, allow_bedrock=False)
     for name in inputs.get("maintenance_open") or []:
         if name not in known:
@@ -204,6 +207,35 @@ def _app_proxy_route_errors(inputs, errors):
         version = ipaddress.ip_address(str(address)).version
         if version not in targets:
             errors.append(f"{where}: {PREFIX}proxy_addresses has no single IPv{version} address to send it to")
+
+
+def _package_relay_errors(inputs, errors):
+    relays = inputs.get("package_relays") or []
+    if not isinstance(relays, list):
+        errors.append(f"{PREFIX}package_relays must be a list of {{address, port}}")
+        return
+    for i, relay in enumerate(relays):
+        where = f"{PREFIX}package_relays[{i}]"
+        if not isinstance(relay, dict) or set(relay) - {"address", "port"}:
+            errors.append(f"{where} must be {{address, port}}")
+            continue
+        address, port = relay.get("address"), relay.get("port")
+        if isinstance(port, str) and port.strip().isdigit():
+            port = int(port)
+        if not _is_address(address) or ipaddress.ip_address(str(address)).is_unspecified:
+            errors.append(f"{where}.address: {address!r} is not a single IP address (the relay's private address)")
+        elif ipaddress.ip_address(str(address)).is_loopback:
+            errors.append(f"{where}.address: {address!r} is a loopback address; the relay runs on the proxy")
+        if not _port_ok(port):
+            errors.append(f"{where}.port: {relay.get('port')!r} is not a TCP port")
+
+
+def egress_firewall_package_relay_rules(relays):
+    out = []
+    for relay in relays or []:
+        addr = ipaddress.ip_address(str(relay["address"]))
+        out.append({"family": "ip" if addr.version == 4 else "ip6", "address": str(addr), "port": int(relay["port"])})
+    return out
 
 
 def egress_firewall_app_proxy_paths(routes, proxy_addresses, https_port=443):
@@ -277,6 +309,7 @@ class FilterModule:
             "egress_firewall_by_family": egress_firewall_by_family,
             "egress_firewall_address_in": egress_firewall_address_in,
             "egress_firewall_app_proxy_paths": egress_firewall_app_proxy_paths,
+            "egress_firewall_package_relay_rules": egress_firewall_package_relay_rules,
         }
 
 
