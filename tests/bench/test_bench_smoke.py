@@ -35,7 +35,8 @@ GATEWAY_FIGURES = [name for label in GATEWAY_MODES for pct in ("p50", "p99") for
     f"LLM call {pct}, through the gateway (sandbox -> gateway), {label}",
     f"gateway added latency {pct}, {label}",
     f"gateway / direct latency {pct}, {label}",
-)] + ["gateway memory idle (RSS, MainPID + children)", "gateway memory after the load (RSS, MainPID + children)"]
+)] + ["gateway CPU per call (MainPID + children, user + system)",
+     "gateway memory idle (RSS, MainPID + children)", "gateway memory after the load (RSS, MainPID + children)"]
 SCHEMES = ["sha512_crypt", "sha256_crypt", "bcrypt"]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("docker") is None,
@@ -118,6 +119,7 @@ def test_gateway_measured(smoke):
             for mode in ("plain", "stream"):
                 assert len(r[side][mode]) == g["n"] and all(x > 0 for x in r[side][mode]), (side, mode)
         assert r["rss_after"]["pids"] >= 1 and r["rss_after"]["rss_kib"] > 0, r["rss_after"]
+        assert r["gateway_cpu_ms_per_call"] > 0, r
     assert g["rss_idle"]["pids"] >= 1 and g["rss_idle"]["rss_kib"] > 0, g["rss_idle"]
     rows = {r["figure"]: r for r in result["figures"]}
     for name in GATEWAY_FIGURES:

@@ -582,8 +582,9 @@ def main(cfg):
     print(json.dumps(out))
 """
 
-# RSS of the gateway's processes: the unit's MainPID and all its descendants (and, where
-# the cgroup has it, the unit's memory.current). Run by root on the host.
+# RSS and CPU time of the gateway's processes: the unit's MainPID and all its descendants
+# (CPU: user and system time, with that of children they waited for; and, where the cgroup
+# has it, the unit's memory.current). Run by root on the host.
 RSS_SCRIPT = r"""
 import json, os, subprocess
 main = int(subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", "%s"], capture_output=True,
@@ -604,9 +605,12 @@ while todo:
     p = todo.pop()
     pids.append(p)
     todo += children.get(p, [])
-rss = pss = 0
+rss = pss = ticks = 0
 for p in pids:
     try:
+        with open("/proc/%%d/stat" %% p) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
         with open("/proc/%%d/status" %% p) as f:
             rss += int(next(x for x in f if x.startswith("VmRSS:")).split()[1])
         with open("/proc/%%d/smaps_rollup" %% p) as f:
@@ -614,6 +618,7 @@ for p in pids:
     except (OSError, StopIteration, ValueError):
         pass
 print(json.dumps({"main_pid": main, "pids": len(pids), "rss_kib": rss, "pss_kib": pss,
+                  "cpu_ms": ticks * 1000 / os.sysconf("SC_CLK_TCK"),
                   "memory_current": int(current) if current.isdigit() else None}))
 """ % (GATEWAY_UNIT, GATEWAY_UNIT)
 
@@ -700,11 +705,18 @@ def bench_gateway(lab: Lab, rounds: int, n: int, warmup: int) -> dict:
             argv, extra = sides[side]
             cfg = {**extra, "model": model, "n": n, "warmup": warmup if i == 0 else 0, "timeout": 30,
                    "max_seconds": max_seconds}
+            before = gateway_rss(lab) if side == "gateway" else None
             rnd[side] = llm_batch(argv, cfg, [provider_key, gateway_key])
+            if before:
+                # The gateway's CPU over the batch, per call (warm-up calls included in the count).
+                calls = len(rnd[side]["plain"]) + len(rnd[side]["stream"]) + 2 * cfg["warmup"]
+                spent = gateway_rss(lab)["cpu_ms"] - before["cpu_ms"]
+                rnd["gateway_cpu_ms_per_call"] = spent / calls if calls else None
         rnd["rss_after"] = gateway_rss(lab)
         out["rounds"].append(rnd)
         msg = ", ".join(f"{side} {mode} p50 {fmt(percentile(rnd[side][mode], 50))} ms"
                         for side in ("direct", "gateway") for mode in MODES)
+        msg += f"; gateway CPU {fmt(rnd.get('gateway_cpu_ms_per_call'))} ms per call"
         errs = sum(len(rnd[s]["errors"]) for s in sides)
         log(f"  LLM round {i + 1}/{rounds}: {msg}; gateway {rnd['rss_after']['rss_kib'] / 1024:.0f} MiB RSS"
             + (f"; {errs} failed request(s)" if errs else ""))
@@ -715,6 +727,7 @@ def bench_gateway(lab: Lab, rounds: int, n: int, warmup: int) -> dict:
 
 
 GATEWAY_MODES = {"plain": "non-streaming", "stream": "streaming, to [DONE]"}
+GATEWAY_CPU = "gateway CPU per call (MainPID + children, user + system)"
 GATEWAY_MEMORY = ("gateway memory idle (RSS, MainPID + children)",
                   "gateway memory after the load (RSS, MainPID + children)")
 
@@ -727,13 +740,13 @@ def gateway_figure_names() -> list[str]:
                       f"LLM call {pct}, through the gateway (sandbox -> gateway), {label}",
                       f"gateway added latency {pct}, {label}",
                       f"gateway / direct latency {pct}, {label}"]
-    return names + list(GATEWAY_MEMORY)
+    return names + [GATEWAY_CPU] + list(GATEWAY_MEMORY)
 
 
 def gateway_rows(g: dict) -> list[dict]:
     why = g.get("skipped") or g.get("failed") or ("not run" if not g.get("rounds") else None)
     if why:
-        units = ["ms", "ms", "ms", "x"] * 4 + ["MiB", "MiB"]
+        units = ["ms", "ms", "ms", "x"] * 4 + ["ms", "MiB", "MiB"]
         return [not_measured(n, u, "-", why) for n, u in zip(gateway_figure_names(), units)]
     rows = []
     rounds = g["rounds"]
@@ -751,6 +764,12 @@ def gateway_rows(g: dict) -> list[dict]:
                             "-", None, 2, "gateway minus direct, per round"))
             rows.append(row(f"gateway / direct latency {pct}, {label}", summary([b / a for a, b in zip(d, w)]), "x",
                             "-", None, 2, "per round"))
+    cpu = [r.get("gateway_cpu_ms_per_call") for r in rounds]
+    if None in cpu:
+        rows.append(not_measured(GATEWAY_CPU, "ms", "-", "the gateway's CPU time was not read in every round"))
+    else:
+        rows.append(row(GATEWAY_CPU, summary(cpu), "ms", "-", None, 2,
+                        "the gateway's processes' CPU time over each round's gateway batch, per call"))
     idle = g["rss_idle"]["rss_kib"] / 1024
     rows.append(row(GATEWAY_MEMORY[0], summary([idle]), "MiB", "-", None, 0,
                     f"{g['rss_idle']['pids']} process(es), before this run's requests"))
@@ -1107,7 +1126,8 @@ def gateway_facts(g: dict) -> dict | None:
                       "gateway_p50": rows[f"LLM call p50, through the gateway (sandbox -> gateway), {label}"]["median"],
                       "added_p50": rows[f"gateway added latency p50, {label}"]["median"],
                       "added_p99": rows[f"gateway added latency p99, {label}"]["median"]})
-    return {"modes": modes, "idle_mib": rows[GATEWAY_MEMORY[0]]["median"], "idle_pids": g["rss_idle"]["pids"],
+    return {"modes": modes, "cpu_ms": rows[GATEWAY_CPU]["median"],
+            "idle_mib": rows[GATEWAY_MEMORY[0]]["median"], "idle_pids": g["rss_idle"]["pids"],
             "after_max_mib": rows[GATEWAY_MEMORY[1]]["max"]}
 
 
