@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The benchmark (docs/performance.md): a thin wrapper around tools/bench.py.
-#   tools/bench.sh            full run on a lab of its own; rewrites docs/performance.md
+# The benchmark (docs/performance.md): a thin wrapper around tools/bench/measure.py, which
+# measures and writes the JSON result, then renders the report from it (tools/bench/report.py,
+# through the template tools/bench/performance.md.j2).
+#   tools/bench.sh            full run on a lab of its own; reports/bench.json, rewrites docs/performance.md
 #   tools/bench.sh --smoke    one short repetition, reusing a running lab (the test suite runs it)
 # Other options: tools/bench.sh --help. Needs root (it enters the lab's network namespaces)
 # and wrk, which is installed from the distribution's archive when missing.
@@ -17,4 +19,4 @@ if ! command -v wrk >/dev/null 2>&1; then
     exit 2
   fi
 fi
-exec python3 tools/bench.py "$@"
+exec python3 tools/bench/measure.py "$@"

@@ -1,4 +1,5 @@
-"""The benchmark cannot rot: its smoke mode runs end to end and produces a well-formed result.
+"""The benchmark cannot rot: its smoke mode runs end to end and produces a well-formed result,
+and the report is the JSON result rendered (tools/bench/report.py), nothing else.
 
 This checks the SHAPE of the result (every figure present, measured or explicitly marked
 "not measured" with a reason, medians inside their spread, the rerun unchanged, the drift
@@ -34,7 +35,8 @@ GATEWAY_FIGURES = [name for label in GATEWAY_MODES for pct in ("p50", "p99") for
     f"LLM call {pct}, through the gateway (sandbox -> gateway), {label}",
     f"gateway added latency {pct}, {label}",
     f"gateway / direct latency {pct}, {label}",
-)] + ["gateway memory idle (RSS, MainPID + children)", "gateway memory after the load (RSS, MainPID + children)"]
+)] + ["gateway CPU per call (MainPID + children, user + system)",
+     "gateway memory idle (RSS, MainPID + children)", "gateway memory after the load (RSS, MainPID + children)"]
 SCHEMES = ["sha512_crypt", "sha256_crypt", "bcrypt"]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("docker") is None,
@@ -53,6 +55,13 @@ def smoke(tmp_path_factory):
     return json.loads(js.read_text()), md.read_text()
 
 
+@pytest.fixture(scope="module")
+def json_path(smoke, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench-json") / "result.json"
+    path.write_text(json.dumps(smoke[0]))
+    return path
+
+
 def test_every_figure_is_reported(smoke):
     result, _ = smoke
     names = [r["figure"] for r in result["figures"]]
@@ -66,6 +75,7 @@ def test_every_figure_is_reported(smoke):
 def test_figures_are_well_formed(smoke):
     result, _ = smoke
     for r in result["figures"]:
+        assert {"figure", "median", "min", "max", "n", "unit", "target", "met", "not_measured"} <= set(r), r
         if r.get("not_measured"):
             assert r["n"] == 0 and len(r["not_measured"]) > 10, r
             continue
@@ -109,6 +119,7 @@ def test_gateway_measured(smoke):
             for mode in ("plain", "stream"):
                 assert len(r[side][mode]) == g["n"] and all(x > 0 for x in r[side][mode]), (side, mode)
         assert r["rss_after"]["pids"] >= 1 and r["rss_after"]["rss_kib"] > 0, r["rss_after"]
+        assert r["gateway_cpu_ms_per_call"] > 0, r
     assert g["rss_idle"]["pids"] >= 1 and g["rss_idle"]["rss_kib"] > 0, g["rss_idle"]
     rows = {r["figure"]: r for r in result["figures"]}
     for name in GATEWAY_FIGURES:
@@ -138,3 +149,30 @@ def test_report_has_table_and_machine(smoke):
         assert result["machine"].get(key) not in (None, "", "unknown"), key
     for label in ("CPU:", "RAM:", "OS / kernel:", "Docker:", "Date:"):
         assert label in md
+
+
+def test_the_report_is_the_result_rendered(smoke, json_path, tmp_path):
+    """The Markdown the run wrote is exactly what the renderer makes of the JSON result alone."""
+    _, md = smoke
+    out = tmp_path / "again.md"
+    subprocess.run([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "tools" / "bench" / "report.py"),
+                    str(json_path), "--out", str(out)], check=True, timeout=60)
+    assert out.read_text() == md
+
+
+def test_dropped_egress_alert_measured(smoke):
+    """A real connection from the server host to the decoy, dropped by the egress firewall,
+    logged by ulogd2 and alerted by alertd: every repetition found its drop log line and its
+    alert, each on a port of its own, after the router reached the decoy there."""
+    result, md = smoke
+    a = result["alerts"]
+    assert not a.get("egress_skipped"), a.get("egress_skipped")
+    rows = {r["figure"]: r for r in result["figures"]}
+    r = rows["dropped egress -> alert (blocked connect -> log sink)"]
+    assert not r["not_measured"] and r["n"] == len(a["egress"]) >= 1 and r["met"] in (True, False), r
+    for x in a["egress"]:
+        assert x["found"] and x["logged"] and 0 <= x["logged_s"] <= x["seen_s"], x
+    ports = [x["port"] for x in a["egress"]] + a["egress_unlogged"]
+    assert len(set(ports)) == len(ports), f"a port used twice: {ports}"
+    assert f"| {r['figure']} | {r['median']:.2f} s | " in md
+    assert rows["dropped egress -> drop log line (ulogd2)"]["n"] == r["n"]
