@@ -63,7 +63,7 @@ def inventory(tmp_path: Path, extra: dict, group_overrides: dict | None = None) 
         (inv / "group_vars" / group).mkdir()
         (inv / "group_vars" / group / "00-airlock.yml").symlink_to(ROOT / "inventories" / "common" / "group_vars" / f"{group}.yml")
         if group in (group_overrides or {}):
-            (inv / "group_vars" / group / "site.yml").write_text(json.dumps(group_overrides[group]))
+            (inv / "group_vars" / group / "local.yml").write_text(json.dumps(group_overrides[group]))
     return inv
 
 
