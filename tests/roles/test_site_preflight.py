@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,17 +47,35 @@ GOOD = {
 }
 
 
-def site(tmp_path: Path, extra: dict, *args: str) -> subprocess.CompletedProcess:
-    """site.yml on a proxy and two servers (all this machine); `extra` is set on the first
-    server only, so the second one's preflight passes: one bad host must stop them all."""
-    inventory = tmp_path / "hosts.yml"
+def inventory(tmp_path: Path, extra: dict, group_overrides: dict | None = None) -> Path:
+    """An inventory of a proxy and two servers (all this machine), built as every provider's
+    is: the airlock_* values, and the shared mapping onto the roles linked into
+    group_vars/<group>/00-airlock.yml. `extra` is set on the first server only, so the second
+    one's preflight passes: one bad host must stop them all. `group_overrides` ({group:
+    vars}) go to a later file of that group's group_vars, as an operator would put them."""
+    inv = tmp_path / "inventory"
+    (inv / "group_vars").mkdir(parents=True)
     local = {"ansible_connection": "local", "ansible_become": False, "ansible_python_interpreter": sys.executable}
-    inventory.write_text(json.dumps({"all": {"vars": GOOD, "children": {
+    (inv / "hosts.yml").write_text(json.dumps({"all": {"vars": GOOD, "children": {
         "proxy": {"hosts": {"preflight-proxy": local}},
         "openhands": {"hosts": {"preflight-server": {**local, **extra}, "preflight-server2": local}}}}}))
+    for group in ("proxy", "openhands"):
+        (inv / "group_vars" / group).mkdir()
+        (inv / "group_vars" / group / "00-airlock.yml").symlink_to(ROOT / "inventories" / "common" / "group_vars" / f"{group}.yml")
+        if group in (group_overrides or {}):
+            (inv / "group_vars" / group / "local.yml").write_text(json.dumps(group_overrides[group]))
+    return inv
+
+
+def ansible(tool: str, inv: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
-    return subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), str(ROOT / "site.yml"), *args],
+    return subprocess.run([str(ROOT / ".venv" / "bin" / tool), "-i", str(inv), *args],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+
+
+def site(tmp_path: Path, extra: dict, *args: str, group_overrides: dict | None = None) -> subprocess.CompletedProcess:
+    """site.yml on the inventory above."""
+    return ansible("ansible-playbook", inventory(tmp_path, extra, group_overrides), str(ROOT / "site.yml"), *args)
 
 
 def changed(output: str) -> dict:
@@ -102,3 +121,42 @@ def test_an_admin_list_that_exempts_every_authorized_address_is_refused(tmp_path
         assert "PLAY [Proxy tier" not in out
     else:
         assert res.returncode == 0, out[-3000:]
+
+
+def test_every_provider_loads_the_one_shared_mapping():
+    """The lab and AWS inventories map the airlock_* values onto the roles with the same file
+    (a link in each group's group_vars, loaded first so the inventory's own files can
+    override it), and site.yml itself sets no variable: nothing above the inventory."""
+    for provider in ("lab", "aws"):
+        for group in ("proxy", "openhands"):
+            link = ROOT / "inventories" / provider / "group_vars" / group / "00-airlock.yml"
+            assert link.is_symlink(), f"{link} is not a link to the shared mapping"
+            assert link.resolve() == ROOT / "inventories" / "common" / "group_vars" / f"{group}.yml"
+            assert sorted(p.name for p in link.parent.iterdir())[0] == link.name, "the mapping must load first"
+    plays = yaml.safe_load((ROOT / "site.yml").read_text())
+    assert all(not {"vars", "vars_files", "vars_prompt"} & set(play) for play in plays), "site.yml sets play variables"
+
+
+@pytest.mark.parametrize("override", [None, ["/etc/ssl/certs/custom-proxy.pem"]])
+def test_the_inventory_overrides_a_mapped_role_variable(tmp_path, override):
+    """monitoring_cert_paths, which the shared mapping sets for the proxy, takes the value an
+    operator puts in a later file of the inventory's group_vars/proxy/ (it used to be a play
+    variable of site.yml, above anything the inventory could say). Without the override the
+    proxy sees the mapping's value (the control)."""
+    overrides = {"proxy": {"monitoring_cert_paths": override}} if override else None
+    res = ansible("ansible", inventory(tmp_path, {}, overrides), "preflight-proxy", "-m", "ansible.builtin.debug",
+                  "-a", "var=monitoring_cert_paths")
+    assert res.returncode == 0, res.stdout + res.stderr
+    shown = json.loads(res.stdout.split("=>", 1)[1])["monitoring_cert_paths"]
+    assert shown == (override or ["/etc/nginx/tls/airlock.crt"])
+
+
+def test_an_inventory_override_reaches_the_role_through_site_yml(tmp_path):
+    """The same through site.yml: a monitoring_sinks entry of an unknown type, set in the
+    inventory's group_vars/proxy/ over the mapping of airlock_alert_sinks, is what the
+    monitoring role checks in the preflight, and it is refused there, naming the variable.
+    (The valid run is test_valid_input_passes_the_preflight_and_changes_nothing.)"""
+    res = site(tmp_path, {}, "--tags", "airlock_preflight", group_overrides={"proxy": {"monitoring_sinks": [{"type": "pager"}]}})
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "monitoring_sinks[0].type: unknown sink type pager" in out, out[-3000:]
+    assert "PLAY [Proxy tier" not in out

@@ -1,0 +1,111 @@
+"""The tier roles (proxy_tier, server_tier) own the order of site.yml's roles.
+
+- Each tier's list of roles (vars/main.yml: the preflight and the tag selection use it) is
+  the list its tasks/main.yml imports, in the same order, and every role has its checks in
+  the preflight.
+- `--tags <role>` through site.yml selects that role's tasks and no other role's (besides
+  the always-tagged checks and window tasks), also for a role's own sub-tag.
+- The server tier's maintenance window opens for its own tags only: a run limited to the
+  proxy tier's tags leaves the server's firewall alone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
+TIERS = {"proxy_tier": "proxy", "server_tier": "openhands"}
+
+
+def tier_vars(tier: str) -> dict:
+    return yaml.safe_load((ROOT / "roles" / tier / "vars" / "main.yml").read_text())
+
+
+def imported_roles(tasks: list) -> list[str]:
+    """Role names of the import_role tasks, in order, blocks included."""
+    found = []
+    for task in tasks:
+        for key in ("block", "rescue", "always"):
+            found += imported_roles(task.get(key, []))
+        target = task.get("ansible.builtin.import_role")
+        if target:
+            found.append(target["name"])
+    return found
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_the_tier_lists_the_roles_it_imports_in_order(tier):
+    tasks = yaml.safe_load((ROOT / "roles" / tier / "tasks" / "main.yml").read_text())
+    roles = tier_vars(tier)[f"__{tier}_roles"]
+    assert imported_roles(tasks) == roles
+    checked = [c["role"] for c in tier_vars(tier)[f"__{tier}_checks"]]
+    assert set(checked) == set(roles), f"roles without preflight checks: {set(roles) - set(checked)}"
+    for check in tier_vars(tier)[f"__{tier}_checks"]:
+        assert (ROOT / "roles" / check["role"] / "tasks" / check["file"]).is_file(), check
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_the_tier_follows_the_role_skeleton(tier):
+    for part in ("meta/argument_specs.yml", "meta/main.yml", "defaults/main.yml", "README.md"):
+        assert (ROOT / "roles" / tier / part).is_file(), f"{tier} has no {part}"
+    specs = yaml.safe_load((ROOT / "roles" / tier / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    defaults = yaml.safe_load((ROOT / "roles" / tier / "defaults" / "main.yml").read_text()) or {}
+    assert set(defaults) == set(specs["main"]["options"] or {}), "defaults and argument specs disagree"
+    assert {"main", "preflight"} <= set(specs)
+
+
+def list_tasks(tag: str) -> list[tuple[str, str, set[str]]]:
+    """(role, task, tags) of every task `site.yml --list-tasks --tags tag` lists (lab inventory)."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    out = subprocess.run([ANSIBLE_PLAYBOOK, "--list-tasks", "--tags", tag, str(ROOT / "site.yml")],
+                         capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = []
+    for line in out.stdout.splitlines():
+        m = re.match(r"^\s+(?:(\w+) : )?(.*?)\s+TAGS: \[(.*)\]$", line)
+        if m:
+            rows.append((m.group(1) or "", m.group(2), {t.strip() for t in m.group(3).split(",") if t.strip()}))
+    return rows
+
+
+@pytest.mark.parametrize("tag,role,tier", [("nginx_proxy", "nginx_proxy", "proxy_tier"),
+                                           ("egress_firewall", "egress_firewall", "server_tier"),
+                                           ("auditd_rules", "auditd", None)])
+def test_a_role_tag_selects_that_role_alone(tag, role, tier):
+    rows = list_tasks(tag)
+    selected = [(r, t) for r, t, tags in rows if "always" not in tags]
+    assert selected, f"--tags {tag} lists no task of {role}"
+    assert {r for r, _ in selected} <= {role, ""}, f"--tags {tag} selects other roles: {selected}"
+    # Every task of the role's own files under that tag is there (not an include and none of its tasks).
+    if tag == "auditd_rules":
+        names = [t["name"] for t in yaml.safe_load((ROOT / "roles/auditd/tasks/rules.yml").read_text())]
+        assert all(any(t == n for r, t in selected if r == role) for n in names), selected
+    else:
+        assert all(tier in tags for r, _, tags in rows if r == role), f"{role}'s tasks lack the tier tag {tier}"
+
+
+@pytest.mark.parametrize("tags,selected", [
+    ([], True), (["egress_firewall"], True), (["auditd_rules"], True), (["server_tier"], True),
+    (["openhands"], True), (["host_baseline"], True), (["nginx_proxy"], False), (["fail2ban"], False),
+    (["nginx_proxy_tls"], False), (["proxy_tier"], False), (["airlock_preflight"], False),
+    (["nginx_proxy", "llm_gateway"], True)])
+def test_the_maintenance_window_opens_for_the_server_tier_tags_only(tmp_path, tags, selected):
+    playbook = tmp_path / "pb.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"ansible.builtin.include_vars": str(ROOT / "roles/server_tier/vars/main.yml"), "tags": ["always"]},
+        {"ansible.builtin.debug": {"msg": "selected={{ __server_tier_selected | bool }}"}, "tags": ["always"],
+         "vars": {"server_tier_dns_resolver": True}}]}]))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    args = ["--tags", ",".join(tags)] if tags else []
+    out = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", *args, str(playbook)],
+                         capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"selected={selected}" in out.stdout, out.stdout
