@@ -182,6 +182,17 @@ def _proxy_targets(proxy_addresses):
     return out
 
 
+def _address_port_entries(name, entries, errors):
+    """(where, address, port) of each entry of the list variable `name` that is a mapping of
+    address and port alone; any other entry gets its error and is skipped."""
+    for i, entry in enumerate(entries):
+        where = f"{PREFIX}{name}[{i}]"
+        if not isinstance(entry, dict) or set(entry) - {"address", "port"}:
+            errors.append(f"{where} must be {{address, port}}")
+            continue
+        yield where, entry.get("address"), entry.get("port")
+
+
 def _app_proxy_route_errors(inputs, errors):
     routes = inputs.get("app_proxy_routes") or []
     if not isinstance(routes, list):
@@ -192,12 +203,7 @@ def _app_proxy_route_errors(inputs, errors):
     if routes and not inputs.get("app_interfaces"):
         errors.append(f"{PREFIX}app_proxy_routes needs {PREFIX}app_interfaces: only the app's own network may reach the proxy")
     targets = _proxy_targets(inputs.get("proxy_addresses"))
-    for i, route in enumerate(routes):
-        where = f"{PREFIX}app_proxy_routes[{i}]"
-        if not isinstance(route, dict) or set(route) - {"address", "port"}:
-            errors.append(f"{where} must be {{address, port}}")
-            continue
-        address, port = route.get("address"), route.get("port")
+    for where, address, port in _address_port_entries("app_proxy_routes", routes, errors):
         if not _is_address(address):
             errors.append(f"{where}.address: {address!r} is not an IP address (the address the app dials for the "
                           "proxy's public URL: its public address, or where openhands_extra_hosts maps its name)")
@@ -214,20 +220,14 @@ def _package_relay_errors(inputs, errors):
     if not isinstance(relays, list):
         errors.append(f"{PREFIX}package_relays must be a list of {{address, port}}")
         return
-    for i, relay in enumerate(relays):
-        where = f"{PREFIX}package_relays[{i}]"
-        if not isinstance(relay, dict) or set(relay) - {"address", "port"}:
-            errors.append(f"{where} must be {{address, port}}")
-            continue
-        address, port = relay.get("address"), relay.get("port")
-        if isinstance(port, str) and port.strip().isdigit():
-            port = int(port)
+    for where, address, given in _address_port_entries("package_relays", relays, errors):
+        port = int(given) if isinstance(given, str) and given.strip().isdigit() else given
         if not _is_address(address) or ipaddress.ip_address(str(address)).is_unspecified:
             errors.append(f"{where}.address: {address!r} is not a single IP address (the relay's private address)")
         elif ipaddress.ip_address(str(address)).is_loopback:
             errors.append(f"{where}.address: {address!r} is a loopback address; the relay runs on the proxy")
         if not _port_ok(port):
-            errors.append(f"{where}.port: {relay.get('port')!r} is not a TCP port")
+            errors.append(f"{where}.port: {given!r} is not a TCP port")
 
 
 def egress_firewall_package_relay_rules(relays):
