@@ -3,6 +3,7 @@ controls they name, the verdict of a run and the generated docs/controls.md. And
 list: every mutant names a control of docs/security-model.md's table and tests that exist."""
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 import sys
@@ -188,8 +189,21 @@ def test_every_real_lab_mutant_runs_in_one_of_the_real_labs_containers(mutant):
     hosts = (ROOT / "inventories" / "lab" / "hosts.yml").read_text()
     suffixes = re.findall(r'ansible_host: "\{\{ lab_prefix \}\}-([a-z]+)"', hosts)
     assert "openhands" in suffixes, suffixes
-    assert 'LAB = {"AIRLOCK_LAB_NAME": "realoh"' in (ROOT / "tests" / "e2e" / "test_real_openhands.py").read_text()
     assert mutant.host in {f"airlock-realoh-{s}" for s in suffixes}, f"{mutant.id}: {mutant.host} is not a real lab container"
+
+
+def test_the_runners_real_lab_is_the_one_the_real_server_test_builds():
+    """tools/mutants/run.py brings up and probes the same lab (name, network, ports) that
+    tests/e2e/test_real_openhands.py builds when it runs on its own."""
+    source = (ROOT / "tests" / "e2e" / "test_real_openhands.py").read_text()
+    built = [ast.literal_eval(node.orelse[0].value) for node in ast.parse(source).body
+             if isinstance(node, ast.If) and ast.unparse(node.test) == "EXISTING"]
+    assert len(built) == 1 and built[0]["AIRLOCK_LAB_NAME"] == "realoh", built
+    spec = importlib.util.spec_from_file_location("mutants_run", ROOT / "tools" / "mutants" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    assert run.RealLab.ENV == built[0]
+    assert run.RealLab.HOST == "airlock-realoh-openhands"
 
 
 @pytest.mark.parametrize("mutant", [m for m in MUTANTS if m.scenario not in (matrix.REPO, matrix.REAL_LAB)],

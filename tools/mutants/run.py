@@ -186,11 +186,8 @@ class RealLab(Containers):
 
     ENV = {"AIRLOCK_LAB_NAME": "realoh", "AIRLOCK_LAB_NET": "10.216",
            "AIRLOCK_LAB_HTTPS_PORT": "28443", "AIRLOCK_LAB_HTTP_PORT": "28080"}
-    HOST = "airlock-realoh-openhands"
+    HOST = f"airlock-{ENV['AIRLOCK_LAB_NAME']}-openhands"
     LAB_TIMEOUT = 3600
-
-    def __init__(self):
-        self.name = matrix.REAL_LAB
 
     def env(self) -> dict:
         return dict(os.environ, **self.ENV, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
