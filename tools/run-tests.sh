@@ -77,15 +77,22 @@ scenario() {
 
 all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
 
+# At most $JOBS scenarios at once. The slots count this function's own jobs only: a bare
+# `wait -n` also returns when another background stage of the caller ends (the real
+# server's image), which let a third scenario start.
 run_molecule() { # scenarios...
-  local s pids=() names=() running=0 i
+  local s p pids=() live
   [ $# -gt 0 ] || set -- $(all_scenarios)
   for s in "$@"; do
+    while :; do
+      live=(); for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && live+=("$p"); done
+      [ ${#live[@]} -lt "$JOBS" ] && break
+      wait -n "${live[@]}" || true
+    done
     run_stage "molecule-$s" scenario "$s" &
-    pids+=($!); names+=("molecule-$s"); running=$((running + 1))
-    if [ $running -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+    pids+=($!)
   done
-  wait
+  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" || true
 }
 
 # After the table (what a CI page shows of a run is its end): for each failed stage, what
