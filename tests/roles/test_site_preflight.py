@@ -127,7 +127,7 @@ def test_every_provider_loads_the_one_shared_mapping():
     """The lab and AWS inventories map the airlock_* values onto the roles with the same file
     (a link in each group's group_vars, loaded first so the inventory's own files can
     override it), and site.yml itself sets no variable: nothing above the inventory."""
-    for provider in ("lab", "aws"):
+    for provider in ("lab", "lab-ssh", "aws"):
         for group in ("proxy", "openhands"):
             link = ROOT / "inventories" / provider / "group_vars" / group / "00-airlock.yml"
             assert link.is_symlink(), f"{link} is not a link to the shared mapping"
@@ -135,6 +135,19 @@ def test_every_provider_loads_the_one_shared_mapping():
             assert sorted(p.name for p in link.parent.iterdir())[0] == link.name, "the mapping must load first"
     plays = yaml.safe_load((ROOT / "site.yml").read_text())
     assert all(not {"vars", "vars_files", "vars_prompt"} & set(play) for play in plays), "site.yml sets play variables"
+
+
+def test_the_lab_over_ssh_connects_with_the_aws_inventorys_own_files():
+    """The lab's SSH variant reaches its hosts exactly as the AWS inventory does: both link
+    the same connection files (login user, ProxyJump, the sshd allow list), and the SSH
+    lab's shared values are the lab's own files, not copies."""
+    for group in ("proxy", "openhands"):
+        for provider in ("aws", "lab-ssh"):
+            link = ROOT / "inventories" / provider / "group_vars" / group / "10-ssh.yml"
+            assert link.is_symlink() and link.resolve() == ROOT / "inventories" / "common" / "connection" / f"{group}.yml"
+    for name in ("airlock.yml", "lab.yml"):
+        link = ROOT / "inventories" / "lab-ssh" / "group_vars" / "all" / name
+        assert link.is_symlink() and link.resolve() == ROOT / "inventories" / "lab" / "group_vars" / "all" / name
 
 
 @pytest.mark.parametrize("override", [None, ["/etc/ssl/certs/custom-proxy.pem"]])
