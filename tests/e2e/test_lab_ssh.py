@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB = {"AIRLOCK_LAB_NAME": "e2essh", "AIRLOCK_LAB_NET": "10.218",
+LAB = {"AIRLOCK_LAB_NAME": "sshlab", "AIRLOCK_LAB_NET": "10.218",
        "AIRLOCK_LAB_HTTPS_PORT": "20443", "AIRLOCK_LAB_HTTP_PORT": "20080"}
 PREFIX = "airlock-" + LAB["AIRLOCK_LAB_NAME"]
 NET = LAB["AIRLOCK_LAB_NET"]
