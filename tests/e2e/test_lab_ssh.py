@@ -58,8 +58,8 @@ def docker(*args: str) -> str:
 
 def lab_objects() -> list[str]:
     found = docker("ps", "-a", "--filter", f"name={PREFIX}-", "--format", "{{.Names}}").split()
-    found += [n for n in docker("network", "ls", "--format", "{{.Name}}").split() if n.startswith(PREFIX)]
-    found += [n for n in docker("volume", "ls", "--format", "{{.Name}}").split() if n.startswith(PREFIX)]
+    found += [n for n in docker("network", "ls", "--format", "{{.Name}}").split() if n.startswith(PREFIX + "-")]
+    found += [n for n in docker("volume", "ls", "--format", "{{.Name}}").split() if n.startswith(PREFIX + "-")]
     return found
 
 
