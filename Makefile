@@ -3,6 +3,8 @@
 #   make test   run every test (lint, unit, AWS against an emulator, Molecule, end to end)
 #   make lab LAB_SERVER=pypi   the lab with the real OpenHands server built from PyPI
 #               (tools/realserver, built once and cached) instead of the stand-in
+#   make lab LAB_CONNECTION=ssh   the lab reached over SSH exactly as AWS hosts are
+#               (inventories/lab-ssh: login user, key, sudo, ProxyJump to the server)
 # Both run as root on Debian/Ubuntu with Python >= 3.11; `make setup` is run by both.
 
 SHELL := /bin/bash
@@ -17,7 +19,7 @@ export PY_COLORS ?= 0
 JOBS ?= 2
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help setup lab lab-down test lint unit roles aws host molecule e2e e2e-real bench bench-smoke mutants
+.PHONY: help setup lab lab-down test lint unit roles aws host molecule e2e e2e-real e2e-ssh bench bench-smoke mutants
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -28,17 +30,21 @@ setup:
 # Which OpenHands server the lab runs: standin (default, small and fast) or pypi.
 LAB_SERVER ?= standin
 LAB_SITE_ARGS := $(if $(filter pypi,$(LAB_SERVER)),-e @tools/realserver/lab-pypi.yml,)
+# How Ansible reaches the lab's two tiers: docker (default, the Docker API) or ssh.
+LAB_CONNECTION ?= docker
+LAB_INVENTORY := $(if $(filter ssh,$(LAB_CONNECTION)),-i inventories/lab-ssh,)
 
 lab: setup
 	@case "$(LAB_SERVER)" in standin|pypi) ;; *) echo "LAB_SERVER must be standin or pypi, not $(LAB_SERVER)" >&2; exit 2 ;; esac
+	@case "$(LAB_CONNECTION)" in docker|ssh) ;; *) echo "LAB_CONNECTION must be docker or ssh, not $(LAB_CONNECTION)" >&2; exit 2 ;; esac
 	@if [ "$(LAB_SERVER)" = pypi ]; then tools/realserver/build.sh --save .cache/images/openhands-pypi.tar; fi
-	@$(BIN)/ansible-playbook playbooks/lab_up.yml
-	@$(BIN)/ansible-playbook site.yml $(LAB_SITE_ARGS)
-	@$(BIN)/ansible-playbook playbooks/backup.yml
-	@$(BIN)/ansible-playbook playbooks/lab_info.yml
+	@$(BIN)/ansible-playbook $(LAB_INVENTORY) playbooks/lab_up.yml
+	@$(BIN)/ansible-playbook $(LAB_INVENTORY) site.yml $(LAB_SITE_ARGS)
+	@$(BIN)/ansible-playbook $(LAB_INVENTORY) playbooks/backup.yml
+	@$(BIN)/ansible-playbook $(LAB_INVENTORY) playbooks/lab_info.yml
 
 lab-down: setup
-	@$(BIN)/ansible-playbook playbooks/lab_down.yml
+	@$(BIN)/ansible-playbook $(LAB_INVENTORY) playbooks/lab_down.yml
 
 test: setup
 	@tools/run-tests.sh
@@ -66,6 +72,9 @@ e2e: setup
 
 e2e-real: setup
 	@tools/run-tests.sh e2e_real
+
+e2e-ssh: setup
+	@tools/run-tests.sh e2e_ssh
 
 bench-smoke: setup
 	@tools/run-tests.sh bench

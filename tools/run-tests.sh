@@ -9,14 +9,15 @@
 # kernel: tests/host), molecule (every scenario: converge, idempotence, testinfra verify),
 # e2e (the lab end to end with the OpenHands stand-in: tests/e2e/test_lab.py), e2e_real
 # (the real OpenHands server built from PyPI in a lab of its own, a conversation through
-# the proxy: tests/e2e/test_real_openhands.py; then tools/realserver/test_realserver.py), bench (the benchmark's smoke mode, so it
+# the proxy: tests/e2e/test_real_openhands.py; then tools/realserver/test_realserver.py), e2e_ssh
+# (the lab reached over SSH as AWS hosts are, converged twice: tests/e2e/test_lab_ssh.py), bench (the benchmark's smoke mode, so it
 # cannot rot: tests/bench), fresh (tools/setup.sh then the unit stage in a bare Debian 12
 # container, from a clone under /root: tools/testbed/fresh-machine.sh), mutants_fast (the
 # fast subset of the mutation matrix, tools/mutants: run on the nginx_proxy scenario right
 # after its verify, before its destroy; alone, it brings the scenario up and down itself).
 # lint, unit, roles, aws, host and fresh run one after another beside the Molecule scenarios,
 # and the image of the real server (realserver_image, cached by recipe) builds at low
-# priority beside them; then e2e, e2e_real and bench run one after another, alone.
+# priority beside them; then e2e, e2e_real, e2e_ssh and bench run one after another, alone.
 # Logs go to reports/<stage>.log; a summary table ends the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +58,8 @@ stage_roles() { must_pass -q -rfE -p no:cacheprovider tests/roles; }
 stage_aws() { must_pass -q -rfE -p no:cacheprovider -n 2 --dist loadfile tests/aws; }
 stage_host() { must_pass -q -p no:cacheprovider -rfEs tests/host; }
 stage_e2e() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab.py; }
+# The lab over SSH, as AWS hosts are reached (inventories/lab-ssh): two converges, no lockout.
+stage_e2e_ssh() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab_ssh.py; }
 # The real OpenHands server built from PyPI (tools/realserver, docs/real-openhands.md).
 stage_realserver_image() { nice -n 10 tools/realserver/build.sh --save .cache/images/openhands-pypi.tar; }
 # Then the image's own proof on this machine's engine (tools/realserver/test_realserver.py: the
@@ -77,15 +80,22 @@ scenario() {
 
 all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
 
+# At most $JOBS scenarios at once. The slots count this function's own jobs only: a bare
+# `wait -n` also returns when another background stage of the caller ends (the real
+# server's image), which let a third scenario start.
 run_molecule() { # scenarios...
-  local s pids=() names=() running=0 i
+  local s p pids=() live
   [ $# -gt 0 ] || set -- $(all_scenarios)
   for s in "$@"; do
+    while :; do
+      live=(); for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && live+=("$p"); done
+      [ ${#live[@]} -lt "$JOBS" ] && break
+      wait -n "${live[@]}" || true
+    done
     run_stage "molecule-$s" scenario "$s" &
-    pids+=($!); names+=("molecule-$s"); running=$((running + 1))
-    if [ $running -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+    pids+=($!)
   done
-  wait
+  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" || true
 }
 
 # After the table (what a CI page shows of a run is its end): for each failed stage, what
@@ -129,12 +139,13 @@ if [ $# -eq 0 ]; then
   wait
   run_stage e2e stage_e2e
   run_stage e2e_real stage_e2e_real
+  run_stage e2e_ssh stage_e2e_ssh
   run_stage bench stage_bench
 else
   stage=$1; shift
   case $stage in
     molecule) run_molecule "$@" ;;
-    lint|unit|roles|aws|host|fresh|e2e|e2e_real|realserver_image|bench|mutants_fast) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
+    lint|unit|roles|aws|host|fresh|e2e|e2e_real|e2e_ssh|realserver_image|bench|mutants_fast) run_stage "$stage" "stage_$stage"; for s in "$@"; do run_stage "$s" "stage_$s"; done ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 fi

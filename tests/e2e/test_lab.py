@@ -55,8 +55,8 @@ def docker(*args: str) -> str:
 
 def lab_objects() -> list[str]:
     found = docker("ps", "-a", "--filter", f"name={PREFIX}-", "--format", "{{.Names}}").split()
-    found += [n for n in docker("network", "ls", "--format", "{{.Name}}").split() if n.startswith(PREFIX)]
-    found += [n for n in docker("volume", "ls", "--format", "{{.Name}}").split() if n.startswith(PREFIX)]
+    found += [n for n in docker("network", "ls", "--format", "{{.Name}}").split() if n.startswith(PREFIX + "-")]
+    found += [n for n in docker("volume", "ls", "--format", "{{.Name}}").split() if n.startswith(PREFIX + "-")]
     return found
 
 
@@ -198,6 +198,36 @@ def test_a_sandbox_drop_raises_the_deployed_alert():
         assert alert["type"] == "egress_drop" and alert["details"]["dst"] == decoy, alert
         assert decoy in alert["summary"] and alert["host"], alert
         STATE["drop_alert"] = {"port": port, "latency_s": round(alert["ts"] - start, 2)}
+    finally:
+        app.request("DELETE", f"/api/stand-in/sandboxes/{info['id']}")
+
+
+def test_the_server_is_patched_through_the_relay_alone():
+    """The server's packages come through the package relay on the proxy tier, as site.yml
+    composed it (the lab's maintenance window holds nothing, so no mirror is open to the
+    server): the deployed server's apt points at the relay, its apt-get update reaches the
+    Debian archive, and the relay's log names the server for it. The relay's port is the
+    server host's alone: the host connects to it (the positive control) and a sandbox the
+    app started, probing the same address and port, does not."""
+    net, server, proxy = LAB["AIRLOCK_LAB_NET"], f"{PREFIX}-openhands", f"{PREFIX}-proxy"
+    relay, server_ip = f"{net}.11.10", f"{net}.11.20"  # lab_addresses.proxy_private, openhands_private
+    log = "/var/log/apt-cacher-ng/apt-cacher.log"
+    assert docker("exec", server, "apt-config", "dump", "Acquire::http::Proxy").strip() == \
+        f'Acquire::http::Proxy "http://{relay}:3142";'
+    before = len(docker("exec", proxy, "sh", "-c", f"cat {log} 2>/dev/null || true").splitlines())
+    update = subprocess.run(["docker", "exec", server, "apt-get", "update", "-q"], capture_output=True, text=True)
+    assert update.returncode == 0 and "Err:" not in update.stdout, update.stdout[-2000:] + update.stderr[-2000:]
+    served = docker("exec", proxy, "sh", "-c", f"cat {log} 2>/dev/null || true").splitlines()[before:]
+    assert any(server_ip in line for line in served), f"the relay's log does not name the server: {served[-10:]}"
+    login = ("admin", (ROOT / f".{LAB['AIRLOCK_LAB_NAME']}" / "admin.password").read_text().strip())
+    app = ohapi.Api(BASE, login=login, insecure=True, timeout=60)
+    info = app.ok("POST", "/api/stand-in/sandboxes", {})
+    try:
+        control = docker("exec", server, "python3", "-c", CONNECT, relay, "3142").strip()
+        assert control == "connected", f"positive control: the server's host does not reach the relay: {control}"
+        for attempt in range(3):  # a patient agent: again and again
+            got = docker("exec", server, "docker", "exec", info["name"], "python3", "-c", CONNECT, relay, "3142").strip()
+            assert got.startswith("failed"), f"a sandbox reached the package relay (attempt {attempt + 1}): {got}"
     finally:
         app.request("DELETE", f"/api/stand-in/sandboxes/{info['id']}")
 

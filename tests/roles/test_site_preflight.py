@@ -127,7 +127,7 @@ def test_every_provider_loads_the_one_shared_mapping():
     """The lab and AWS inventories map the airlock_* values onto the roles with the same file
     (a link in each group's group_vars, loaded first so the inventory's own files can
     override it), and site.yml itself sets no variable: nothing above the inventory."""
-    for provider in ("lab", "aws"):
+    for provider in ("lab", "lab-ssh", "aws"):
         for group in ("proxy", "openhands"):
             link = ROOT / "inventories" / provider / "group_vars" / group / "00-airlock.yml"
             assert link.is_symlink(), f"{link} is not a link to the shared mapping"
@@ -135,6 +135,19 @@ def test_every_provider_loads_the_one_shared_mapping():
             assert sorted(p.name for p in link.parent.iterdir())[0] == link.name, "the mapping must load first"
     plays = yaml.safe_load((ROOT / "site.yml").read_text())
     assert all(not {"vars", "vars_files", "vars_prompt"} & set(play) for play in plays), "site.yml sets play variables"
+
+
+def test_the_lab_over_ssh_connects_with_the_aws_inventorys_own_files():
+    """The lab's SSH variant reaches its hosts exactly as the AWS inventory does: both link
+    the same connection files (login user, ProxyJump, the sshd allow list), and the SSH
+    lab's shared values are the lab's own files, not copies."""
+    for group in ("proxy", "openhands"):
+        for provider in ("aws", "lab-ssh"):
+            link = ROOT / "inventories" / provider / "group_vars" / group / "10-ssh.yml"
+            assert link.is_symlink() and link.resolve() == ROOT / "inventories" / "common" / "connection" / f"{group}.yml"
+    for name in ("airlock.yml", "lab.yml"):
+        link = ROOT / "inventories" / "lab-ssh" / "group_vars" / "all" / name
+        assert link.is_symlink() and link.resolve() == ROOT / "inventories" / "lab" / "group_vars" / "all" / name
 
 
 @pytest.mark.parametrize("override", [None, ["/etc/ssl/certs/custom-proxy.pem"]])
@@ -160,3 +173,56 @@ def test_an_inventory_override_reaches_the_role_through_site_yml(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode != 0 and "monitoring_sinks[0].type: unknown sink type pager" in out, out[-3000:]
     assert "PLAY [Proxy tier" not in out
+
+
+@pytest.mark.parametrize("extra,variable", [
+    ({"airlock_package_relay_port": 80}, "package_relay_port"),
+    ({"airlock_package_mirrors": ["http://mirror.example.org/ubuntu"]}, "package_relay_allowed_hosts"),
+    ({"airlock_package_mirrors": ["*.ec2.archive.ubuntu.com"]}, "package_relay_allowed_hosts"),
+])
+def test_a_package_relay_mistake_is_refused_before_any_change(tmp_path, extra, variable):
+    """The package relay's inputs, set as airlock_* values for every host (as an inventory's
+    group_vars/all does), are checked in the proxy tier's preflight: refused naming the
+    relay's variable, before any play changes anything."""
+    res = site(tmp_path, {}, "--tags", "airlock_preflight", "-e", json.dumps(extra))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and variable in out, out[-3000:]
+    assert "PLAY [Proxy tier" not in out
+    assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
+
+
+def test_without_the_relay_its_checks_are_left_out_too(tmp_path):
+    """airlock_package_relay: false leaves the role out, its checks included: the same bad
+    mirror list that is refused above (the control) passes the preflight."""
+    extra = {"airlock_package_relay": False, "airlock_package_mirrors": ["http://mirror.example.org/ubuntu"]}
+    res = site(tmp_path, {}, "--tags", "airlock_preflight", "-e", json.dumps(extra))
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+
+
+def shown(inv: Path, host: str, var: str):
+    res = ansible("ansible", inv, host, "-m", "ansible.builtin.debug", "-a", f"var={var}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    return json.loads(res.stdout.split("=>", 1)[1])[var]
+
+
+@pytest.mark.parametrize("relay", [True, False])
+def test_the_mapping_sends_the_servers_apt_through_the_relay(tmp_path, relay):
+    """With the relay (the default), the shared mapping points the server's apt at the relay
+    on the proxy's private address, lets the server's host (never its containers: the
+    egress firewall's host-only list) reach it, and opens the proxy's UFW to the server's
+    address alone on the relay's port; the relay listens on the proxy's private address.
+    Without it, none of these is set (the control)."""
+    inv = inventory(tmp_path, {}, {"proxy": {"airlock_package_relay": relay}, "openhands": {"airlock_package_relay": relay}})
+    rules = shown(inv, "preflight-proxy", "host_baseline_ufw_extra_rules")
+    apt = shown(inv, "preflight-server", "host_baseline_apt_proxy")
+    relays = shown(inv, "preflight-server", "egress_firewall_package_relays")
+    assert {"source": "10.0.1.10", "port": 443} in rules
+    if relay:
+        assert apt == "http://10.0.0.10:3142"
+        assert relays == [{"address": "10.0.0.10", "port": 3142}]
+        assert [r for r in rules if r["port"] == 3142] == [{"source": "10.0.1.10", "port": 3142}]
+        assert shown(inv, "preflight-proxy", "package_relay_listen_address") == "10.0.0.10"
+        assert shown(inv, "preflight-proxy", "proxy_tier_package_relay") is True
+    else:
+        assert apt == "" and relays == [] and [r for r in rules if r["port"] == 3142] == []
+        assert shown(inv, "preflight-proxy", "proxy_tier_package_relay") is False

@@ -30,6 +30,8 @@ openssl                                 openssl               tests/unit (test c
 curl                                    curl                  the login check make lab prints (curl against the proxy)
 wrk                                     wrk                   tests/bench (tools/bench.sh, the benchmark load generator)
 restic                                  restic                tests/unit (the backup command with restic: local and S3 repositories)
+skopeo                                  skopeo                the AWS path (the controller fetches the OpenHands images), tests/roles
+docker-registry                         docker-registry       tests/roles (a local registry the image fetch test pulls from)
 '
 
 missing=("$@")

@@ -210,3 +210,17 @@ def test_ufw_drops_a_client_outside_the_authorized_cidrs(host, admin, proxy):
     assert ssh_outcome(ssh(host, proxy, source=outsider)) == "timeout"
     # The service was up all along.
     assert request(host, f"https://{proxy}/") == ("401", 0)
+
+
+def test_the_package_relay_is_composed_and_closed_to_other_hosts(host, proxy):
+    """The proxy tier runs the server's package relay (package_relay, apt-cacher-ng on the
+    proxy's address): from the proxy itself it answers, refusing a host off its allow list
+    (403), the positive control. UFW admits only the server's address to its port (there is
+    no server here), so a client of the authorized CIDRs, which reaches the proxy's HTTPS
+    port on the same address, cannot connect to the relay's."""
+    relay = other(PROXY)
+    probe = "curl -s -m 5 -o /dev/null -w '%%{http_code}' -x http://%s:3142 http://decoy.airlock.invalid/dists/x/InRelease"
+    assert relay.check_output(probe, proxy) == "403", "positive control: the relay does not answer on the proxy"
+    assert status(host, f"https://{proxy}/") == "401", "positive control: the client does not reach the proxy"
+    got = host.run(probe, proxy)
+    assert got.rc != 0 and got.stdout.strip() == "000", f"a client other than the server reached the relay: {got.stdout}"

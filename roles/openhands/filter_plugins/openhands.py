@@ -126,6 +126,19 @@ def openhands_input_errors(inputs):
         for var in ("image_archive", "agent_server_image_archive"):
             if not inputs.get(var):
                 errors.append(f"{PREFIX}{var} is empty but {PREFIX}image_source is archive")
+    if inputs.get("image_source") == "controller":
+        # An archive holds a name:tag; a digest cannot name the image it loads.
+        for var in ("image_tag", "agent_server_image_tag"):
+            if str(inputs.get(var, "")).startswith("sha256:"):
+                errors.append(f"{PREFIX}{var}: a digest cannot be fetched into an archive ({PREFIX}image_source "
+                              "controller): give the pinned tag")
+        if not str(inputs.get("image_fetch_dir", "")).startswith("/"):
+            errors.append(f"{PREFIX}image_fetch_dir must be an absolute path on the controller "
+                          f"(got {inputs.get('image_fetch_dir')!r})")
+        args = inputs.get("image_fetch_args")
+        if not isinstance(args, list) or not all(isinstance(a, str) and a.startswith("--") for a in args):
+            errors.append(f"{PREFIX}image_fetch_args must be a list of skopeo copy options such as "
+                          f"--src-tls-verify=false (got {args!r})")
     paths = inputs.get("app_shield_paths")
     if isinstance(paths, list) and "/" in paths:
         errors.append(f"{PREFIX}app_shield_paths must not contain /: that would open the whole API to containers")
