@@ -22,8 +22,16 @@ airlock_ebs_snapshot_plan(snapshots, match_tags, retention, retention_days, now,
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import re
-from urllib.parse import urlsplit
+from pathlib import Path
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[1] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
 
 # Tag keys written on every snapshot and read back by the retention plan.
 SET_TAG = "airlock:snapshot-set"
@@ -50,17 +58,6 @@ def _is_bool(value):
     return isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS
 
 
-def _is_endpoint_url(value):
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        return False
-    return (parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in value)
-            and not (parts.username or parts.password or parts.query or parts.fragment)
-            and (port is None or 0 < port < 65536))
-
-
 def airlock_ebs_snapshot_input_errors(inputs):
     """Messages for every invalid input of playbooks/ebs_snapshots.yml (empty: valid).
 
@@ -80,7 +77,7 @@ def airlock_ebs_snapshot_input_errors(inputs):
     if not isinstance(region, str) or not REGION_PATTERN.match(region):
         errors.append(f"aws_enclave_region: {region!r} is not an AWS region name such as eu-west-1")
     endpoint = inputs.get("endpoint_url")
-    if endpoint not in (None, "") and not (isinstance(endpoint, str) and _is_endpoint_url(endpoint)):
+    if endpoint not in (None, "") and not (isinstance(endpoint, str) and checks.endpoint_url_parts(endpoint) is not None):
         errors.append(f"aws_enclave_endpoint_url: {endpoint!r} is not an http(s)://host[:port] URL")
 
     retention = _as_int(inputs.get("retention"))

@@ -1,17 +1,17 @@
-"""Unit tests of filter_plugins/airlock_net.py (plain Python, no Ansible run)."""
+"""Unit tests of filter_plugins/airlock_net.py and of the aws_enclave role's filters
+(roles/aws_enclave/filter_plugins/aws_enclave.py): plain Python, no Ansible run."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import subprocess
 from pathlib import Path
 
 import pytest
+from helpers.modules import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("airlock_net", ROOT / "filter_plugins" / "airlock_net.py")
-net = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(net)
+net = load_module(ROOT / "filter_plugins" / "airlock_net.py")
+aws = load_module(ROOT / "roles" / "aws_enclave" / "filter_plugins" / "aws_enclave.py")
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVtb3RvbW90b21vdG9tb3RvbW90b21vdG9tb3RvbW90 me@host"
 
@@ -51,11 +51,17 @@ def with_(**changes):
 
 
 def test_filters_are_registered():
-    names = set(net.FilterModule().filters())
+    assert {"airlock_vpc_resolver", "airlock_is_ipv4_cidr", "airlock_all_within"} <= set(net.FilterModule().filters())
     assert {"airlock_aws_input_errors", "airlock_nacl_entries", "airlock_security_group_rules",
-            "airlock_vpc_resolver", "airlock_is_ipv4_cidr"} <= names
-    for name, func in net.FilterModule().filters().items():
-        assert func.__doc__, f"{name} is undocumented"
+            "airlock_tagged"} <= set(aws.FilterModule().filters())
+    for module in (net, aws):
+        for name, func in module.FilterModule().filters().items():
+            assert func.__doc__, f"{name} is undocumented"
+
+
+def test_the_two_plugins_register_no_filter_twice():
+    # Ansible keeps one of two filters of the same name: a name in both would shadow the other.
+    assert not set(net.FilterModule().filters()) & set(aws.FilterModule().filters())
 
 
 @pytest.mark.parametrize("value,ok", [
@@ -100,21 +106,21 @@ def test_is_endpoint_url(value, ok):
     ("t3small", False), ("T3.small", False), ("t3.", False), (".small", False), ("t3.small extra", False), (3, False),
 ])
 def test_is_instance_type(value, ok):
-    assert net.airlock_is_instance_type(value) is ok
+    assert aws.airlock_is_instance_type(value) is ok
 
 
 def test_ssh_public_key_real_and_fake(tmp_path):
     key = tmp_path / "k"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    assert net.airlock_is_ssh_public_key(key.with_suffix(".pub").read_text())
-    assert not net.airlock_is_ssh_public_key("ssh-ed25519 bm90IGEga2V5")  # blob does not name the type
-    assert not net.airlock_is_ssh_public_key("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIGVt")  # type mismatch
-    assert not net.airlock_is_ssh_public_key("ssh-ed25519 ***")
-    assert not net.airlock_is_ssh_public_key("")
+    assert aws.airlock_is_ssh_public_key(key.with_suffix(".pub").read_text())
+    assert not aws.airlock_is_ssh_public_key("ssh-ed25519 bm90IGEga2V5")  # blob does not name the type
+    assert not aws.airlock_is_ssh_public_key("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIGVt")  # type mismatch
+    assert not aws.airlock_is_ssh_public_key("ssh-ed25519 ***")
+    assert not aws.airlock_is_ssh_public_key("")
 
 
 def test_good_input_has_no_errors():
-    assert net.airlock_aws_input_errors(GOOD) == []
+    assert aws.airlock_aws_input_errors(GOOD) == []
 
 
 @pytest.mark.parametrize("changes,variable", [
@@ -151,25 +157,25 @@ def test_good_input_has_no_errors():
     ({"proxy_patch_ports": [443]}, "aws_enclave_proxy_patch_ports"),
 ])
 def test_bad_input_is_named(changes, variable):
-    errors = net.airlock_aws_input_errors(with_(**changes))
+    errors = aws.airlock_aws_input_errors(with_(**changes))
     assert errors, f"{changes} was accepted"
     assert any(variable in e for e in errors), errors
 
 
 def test_world_ssh_with_opt_in_is_accepted():
-    assert net.airlock_aws_input_errors(with_(authorized_cidrs=["0.0.0.0/0"], allow_ssh_from_anywhere=True)) == []
+    assert aws.airlock_aws_input_errors(with_(authorized_cidrs=["0.0.0.0/0"], allow_ssh_from_anywhere=True)) == []
 
 
 def test_private_key_is_refused_without_echoing_it():
     secret = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-SECRET\n-----END OPENSSH PRIVATE KEY-----"
-    errors = net.airlock_aws_input_errors(with_(ssh_public_key=secret))
+    errors = aws.airlock_aws_input_errors(with_(ssh_public_key=secret))
     assert any("PRIVATE key" in e for e in errors)
     assert not any("SECRET" in e for e in errors)
 
 
 def test_too_many_nacl_rules_are_refused():
     many = [f"198.51.{i}.0/24" for i in range(7)]  # 7 x 3 inbound rules > 20
-    errors = net.airlock_aws_input_errors(with_(authorized_cidrs=many))
+    errors = aws.airlock_aws_input_errors(with_(authorized_cidrs=many))
     assert any("network ACL rules" in e and "aws_enclave_authorized_cidrs" in e for e in errors)
 
 
@@ -178,7 +184,7 @@ def as_set(rules):
 
 
 def test_nacl_entries_exact():
-    nacl = net.airlock_nacl_entries(GOOD)
+    nacl = aws.airlock_nacl_entries(GOOD)
     eph = (1024, 65535)
     rule = ("tcp", "allow")
 
@@ -204,7 +210,7 @@ def test_nacl_entries_exact():
 
 
 def test_nacl_without_nat_has_no_llm_rules():
-    nacl = net.airlock_nacl_entries(with_(llm_endpoints=[{"name": "b", "bedrock": True}], nat_gateway_enabled=True))
+    nacl = aws.airlock_nacl_entries(with_(llm_endpoints=[{"name": "b", "bedrock": True}], nat_gateway_enabled=True))
     # Without the NAT gateway the only way out of the private subnet is to the proxy: its
     # HTTPS port (the sandbox URLs), the package relay and replies.
     assert as_set(nacl["private"]["egress"]) == {("tcp", "allow", "10.0.0.0/24", None, None, 1024, 65535),
@@ -218,12 +224,12 @@ def test_package_relay_port_is_the_only_new_way_from_the_server_to_the_proxy():
     security groups both ways and the network ACLs of both subnets); the proxy's way to the
     mirrors is its patch ports."""
     inputs = with_(package_relay_port=9999)
-    rules = net.airlock_security_group_rules(inputs, "sg-p", "sg-s", "sg-e")
+    rules = aws.airlock_security_group_rules(inputs, "sg-p", "sg-s", "sg-e")
     assert {key(r) for r in rules["proxy"]["rules"] if r.get("group_id") == "sg-s"} == {
         ("tcp", 443, 443, "sg-s"), ("tcp", 9999, 9999, "sg-s")}
     assert {key(r) for r in rules["server"]["rules_egress"] if r.get("group_id") == "sg-p"} == {
         ("tcp", 443, 443, "sg-p"), ("tcp", 9999, 9999, "sg-p")}
-    nacl = net.airlock_nacl_entries(inputs)
+    nacl = aws.airlock_nacl_entries(inputs)
     assert ("tcp", "allow", "10.0.0.0/24", None, None, 9999, 9999) in as_set(nacl["private"]["egress"])
     assert ("tcp", "allow", "10.0.1.0/24", None, None, 9999, 9999) in as_set(nacl["public"]["ingress"])
     assert ("tcp", "allow", "10.0.0.0/24", None, None, 3142, 3142) not in as_set(nacl["private"]["egress"])
@@ -234,7 +240,7 @@ def key(rule):
 
 
 def test_security_group_rules_exact():
-    rules = net.airlock_security_group_rules(GOOD, "sg-p", "sg-s", "sg-e")
+    rules = aws.airlock_security_group_rules(GOOD, "sg-p", "sg-s", "sg-e")
     dns_ntp = {("udp", 53, 53, "10.0.0.2/32"), ("tcp", 53, 53, "10.0.0.2/32"), ("udp", 123, 123, "169.254.169.123/32")}
     app = {("tcp", 22, 22), ("tcp", 3000, 3000), ("tcp", 32768, 60999)}
     assert {key(r) for r in rules["proxy"]["rules"]} == {("tcp", p, p, "203.0.113.0/24") for p in (22, 80, 443)} | {
@@ -261,9 +267,9 @@ def test_tagged_keeps_only_this_project_and_environment():
         {"id": 5, "Tags": [{"Key": "project", "Value": "airlock"}, {"Key": "environment", "Value": "alpha"}]},
         {"id": 6, "tags": {"project": "other", "environment": "alpha"}},
     ]
-    assert [i["id"] for i in net.airlock_tagged(items, "airlock", "alpha")] == [1, 5]
-    assert net.airlock_tagged(items, "airlock", "") == []
-    assert net.airlock_tagged(None, "airlock", "alpha") == []
+    assert [i["id"] for i in aws.airlock_tagged(items, "airlock", "alpha")] == [1, 5]
+    assert aws.airlock_tagged(items, "airlock", "") == []
+    assert aws.airlock_tagged(None, "airlock", "alpha") == []
 
 
 def test_all_within_is_true_only_when_every_network_is_covered():

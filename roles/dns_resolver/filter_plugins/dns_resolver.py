@@ -11,12 +11,18 @@ dns_resolver_endpoint_names(endpoints)
 """
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
-import re
+from pathlib import Path
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[3] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
 
 PREFIX = "dns_resolver_"
-HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$", re.I)
-REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
 def dns_resolver_endpoint_names(endpoints):
@@ -38,7 +44,7 @@ def _name_errors(var, values, errors) -> None:
         errors.append(f"{PREFIX}{var} must be a list of DNS names")
         return
     for i, value in enumerate(values):
-        if not isinstance(value, str) or not HOST_RE.match(value.rstrip(".")):
+        if not isinstance(value, str) or not checks.DNS_NAME.match(value.rstrip(".")):
             errors.append(f"{PREFIX}{var}[{i}]: {value!r} is not a DNS name (at least two labels of [a-z0-9-])")
 
 
@@ -67,7 +73,7 @@ def dns_resolver_input_errors(inputs):
                 errors.append(f"{PREFIX}{where} must be a dict (egress_firewall_llm_endpoints format)")
                 continue
             _name_errors(f"{where}.hosts", entry.get("hosts") or [], errors)
-            if entry.get("bedrock") and not REGION_RE.match(str(entry.get("region") or "")):
+            if entry.get("bedrock") and not checks.AWS_REGION.match(str(entry.get("region") or "")):
                 errors.append(f"{PREFIX}{where}.region: {entry.get('region')!r} is not an AWS region (bedrock: true needs one)")
     _name_errors("allowed_names", inputs.get("allowed_names"), errors)
     if not isinstance(inputs.get("manage_resolv_conf"), bool):

@@ -29,35 +29,21 @@ egress_firewall_app_proxy_paths(routes, proxy_addresses, https_port)
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import ipaddress
 import re
+from pathlib import Path
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[3] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
 
 PREFIX = "egress_firewall_"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
-HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$", re.I)
-REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 IFACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\*?$")
-
-
-def _is_address(value) -> bool:
-    try:
-        ipaddress.ip_address(str(value))
-        return True
-    except ValueError:
-        return False
-
-
-def _is_network(value) -> bool:
-    """An address or a CIDR network without host bits (10.0.0.0/24 yes, 10.0.0.1/24 no)."""
-    try:
-        ipaddress.ip_network(str(value), strict=True)
-        return True
-    except ValueError:
-        return False
-
-
-def _port_ok(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
 
 
 def _destination_errors(var, entries, errors, allow_bedrock):
@@ -78,18 +64,18 @@ def _destination_errors(var, entries, errors, allow_bedrock):
         if not hosts and not cidrs and not bedrock:
             errors.append(f"{where} ({name}) needs hosts or cidrs" + (" (or bedrock: true)" if allow_bedrock else ""))
         for host in hosts:
-            if not isinstance(host, str) or not HOST_RE.match(host) or _is_address(host):
+            if not isinstance(host, str) or not checks.DNS_NAME.match(host) or checks.is_address(host):
                 errors.append(f"{where}.hosts: {host!r} is not a DNS name (put addresses in cidrs)")
         for cidr in cidrs:
-            if not _is_network(cidr):
+            if not checks.is_network(cidr):
                 errors.append(f"{where}.cidrs: {cidr!r} is not an address or a CIDR network without host bits")
             elif ipaddress.ip_network(str(cidr)).prefixlen == 0:
                 errors.append(f"{where}.cidrs: {cidr!r} would allow everything")
-        if bedrock and not REGION_RE.match(str(entry.get("region", ""))):
+        if bedrock and not checks.AWS_REGION.match(str(entry.get("region", ""))):
             errors.append(f"{where}.region must be an AWS region such as us-east-1 when bedrock is true")
         ports = entry.get("ports", [entry.get("port", 443)]) if var == "maintenance_destinations" else [entry.get("port", 443)]
         for port in ports:
-            if not _port_ok(port):
+            if not checks.is_port(port):
                 errors.append(f"{where}.port{'s' if var == 'maintenance_destinations' else ''}: {port!r} is not a TCP port")
     return names
 
@@ -106,24 +92,24 @@ def egress_firewall_input_errors(inputs):
         errors.append(f"{PREFIX}dns_servers is empty but endpoints are given by name: name the resolver")
     for var in ("dns_servers", "ntp_servers"):
         for value in inputs.get(var) or []:
-            if not _is_address(value):
+            if not checks.is_address(value):
                 errors.append(f"{PREFIX}{var}: {value!r} is not an IP address")
     for var in ("proxy_addresses", "ssh_sources"):
         for value in inputs.get(var) or []:
-            if not _is_network(value):
+            if not checks.is_network(value):
                 errors.append(f"{PREFIX}{var}: {value!r} is not an address or a CIDR network without host bits")
     if not inputs.get("proxy_addresses"):
         errors.append(f"{PREFIX}proxy_addresses is empty: the proxy is the only way in")
     rng = inputs.get("sandbox_port_range") or {}
     start, end = rng.get("start"), rng.get("end")
-    if not (_port_ok(start) and _port_ok(end) and start <= end):
+    if not (checks.is_port(start) and checks.is_port(end) and start <= end):
         errors.append(f"{PREFIX}sandbox_port_range must be {{start, end}} TCP ports with start <= end (got {rng!r})")
     for var in ("ssh_port", "openhands_port"):
-        if not _port_ok(inputs.get(var)):
+        if not checks.is_port(inputs.get(var)):
             errors.append(f"{PREFIX}{var}: {inputs.get(var)!r} is not a TCP port")
     for var in ("proxy_callback_ports", "container_callback_ports"):
         for port in inputs.get(var) or []:
-            if not _port_ok(port):
+            if not checks.is_port(port):
                 errors.append(f"{PREFIX}{var}: {port!r} is not a TCP port")
     for var in ("llm_users", "dns_users"):
         for user in inputs.get(var) or []:
@@ -132,7 +118,7 @@ def egress_firewall_input_errors(inputs):
     if inputs.get("dns_users") and not dns:
         errors.append(f"{PREFIX}dns_users is set but {PREFIX}dns_servers is empty: name the resolvers they may reach")
     local = inputs.get("dns_local_resolver")
-    if local and not (_is_address(local) and ipaddress.ip_address(str(local)).is_loopback):
+    if local and not (checks.is_address(local) and ipaddress.ip_address(str(local)).is_loopback):
         errors.append(f"{PREFIX}dns_local_resolver: {local!r} is not a loopback address (the host's own resolver, e.g. 127.0.0.1)")
     command = inputs.get("dns_allow_command")
     if command and not (isinstance(command, str) and re.match(r"^/[A-Za-z0-9._/-]+$", command)):
@@ -198,17 +184,17 @@ def _app_proxy_route_errors(inputs, errors):
     if not isinstance(routes, list):
         errors.append(f"{PREFIX}app_proxy_routes must be a list of {{address, port}}")
         return
-    if not _port_ok(inputs.get("proxy_https_port", 443)):
+    if not checks.is_port(inputs.get("proxy_https_port", 443)):
         errors.append(f"{PREFIX}proxy_https_port: {inputs.get('proxy_https_port')!r} is not a TCP port")
     if routes and not inputs.get("app_interfaces"):
         errors.append(f"{PREFIX}app_proxy_routes needs {PREFIX}app_interfaces: only the app's own network may reach the proxy")
     targets = _proxy_targets(inputs.get("proxy_addresses"))
     for where, address, port in _address_port_entries("app_proxy_routes", routes, errors):
-        if not _is_address(address):
+        if not checks.is_address(address):
             errors.append(f"{where}.address: {address!r} is not an IP address (the address the app dials for the "
                           "proxy's public URL: its public address, or where openhands_extra_hosts maps its name)")
             continue
-        if not _port_ok(port):
+        if not checks.is_port(port):
             errors.append(f"{where}.port: {port!r} is not a TCP port")
         version = ipaddress.ip_address(str(address)).version
         if version not in targets:
@@ -222,11 +208,11 @@ def _package_relay_errors(inputs, errors):
         return
     for where, address, given in _address_port_entries("package_relays", relays, errors):
         port = int(given) if isinstance(given, str) and given.strip().isdigit() else given
-        if not _is_address(address) or ipaddress.ip_address(str(address)).is_unspecified:
+        if not checks.is_address(address) or ipaddress.ip_address(str(address)).is_unspecified:
             errors.append(f"{where}.address: {address!r} is not a single IP address (the relay's private address)")
         elif ipaddress.ip_address(str(address)).is_loopback:
             errors.append(f"{where}.address: {address!r} is a loopback address; the relay runs on the proxy")
-        if not _port_ok(port):
+        if not checks.is_port(port):
             errors.append(f"{where}.port: {given!r} is not a TCP port")
 
 

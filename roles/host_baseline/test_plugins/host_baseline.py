@@ -8,29 +8,28 @@ host_baseline_apt_proxy_url(value)
 """
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
-from urllib.parse import urlsplit
+from pathlib import Path
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[3] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
 
 _NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
 
 
-def is_network(value) -> bool:
-    try:
-        ipaddress.ip_network(str(value), strict=True)
-    except ValueError:
-        return False
-    return True
-
-
 def is_apt_proxy_url(value) -> bool:
-    if not isinstance(value, str) or not value or any(c.isspace() or c in "\"';" for c in value):
+    if not isinstance(value, str) or not value or any(c in "\"';" for c in value):
         return False
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
+    parts = checks.split_url(value)
+    if parts is None:
         return False
+    port = parts.port
     if parts.scheme != "http" or not parts.hostname or port is None or not 0 < port < 65536:
         return False
     if parts.username or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
@@ -44,4 +43,4 @@ def is_apt_proxy_url(value) -> bool:
 
 class TestModule:
     def tests(self):
-        return {"host_baseline_is_network": is_network, "host_baseline_apt_proxy_url": is_apt_proxy_url}
+        return {"host_baseline_is_network": checks.is_network, "host_baseline_apt_proxy_url": is_apt_proxy_url}

@@ -10,10 +10,17 @@ nginx_proxy_address_kind(value)
 """
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
-import re
+from pathlib import Path
 
-HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[3] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
+
 
 
 def _nines(value: int, count: int) -> int:
@@ -80,7 +87,7 @@ def address_kind(value) -> str:
     labels = text.rstrip(".").split(".")
     if len(text) > 253 or all(label.isdigit() for label in labels):
         return "invalid"  # 10.0.0.300 is a broken IPv4 address, not a name
-    if all(HOST_LABEL.match(label) for label in labels):
+    if all(checks.HOST_LABEL.match(label) for label in labels):
         return "hostname"
     return "invalid"
 

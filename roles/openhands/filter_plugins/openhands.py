@@ -16,10 +16,19 @@ openhands_first_host(subnet)
 from __future__ import annotations
 
 import base64
+import importlib.util
 import ipaddress
 import json
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[3] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
 
 PREFIX = "openhands_"
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[0-9a-f]{64})?$|^sha256:[0-9a-f]{64}$")
@@ -31,29 +40,15 @@ _MISSING = object()
 
 
 def _url_ok(value, schemes=("http", "https")) -> bool:
-    if not isinstance(value, str) or any(c.isspace() for c in value):
-        return False
-    try:
-        parts = urlsplit(value)
-        _ = parts.port
-    except ValueError:
-        return False
-    return parts.scheme in schemes and bool(parts.hostname)
-
-
-def _is_address(value) -> bool:
-    try:
-        ipaddress.ip_address(str(value))
-        return True
-    except ValueError:
-        return False
+    parts = checks.split_url(value)
+    return parts is not None and parts.scheme in schemes and bool(parts.hostname)
 
 
 def _loopback_host(host) -> bool:
     """localhost, or a loopback address: what the server sends to host.docker.internal."""
     if host == "localhost":
         return True
-    return _is_address(host) and ipaddress.ip_address(str(host)).is_loopback
+    return checks.is_address(host) and ipaddress.ip_address(str(host)).is_loopback
 
 
 def openhands_input_errors(inputs):
@@ -110,7 +105,7 @@ def openhands_input_errors(inputs):
         hosts = []
     for i, entry in enumerate(hosts):
         if not isinstance(entry, dict) or set(entry) != {"name", "address"} \
-                or not HOST_RE.match(str(entry.get("name"))) or not _is_address(entry.get("address")):
+                or not HOST_RE.match(str(entry.get("name"))) or not checks.is_address(entry.get("address")):
             errors.append(f"{PREFIX}extra_hosts[{i}] must be {{name: <host name>, address: <IP address>}} (got {entry!r})")
     certs = inputs.get("trusted_ca_certificates", [])
     if not isinstance(certs, list) or not all(isinstance(c, str) and PEM_RE.search(c) for c in certs):

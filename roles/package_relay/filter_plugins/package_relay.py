@@ -10,11 +10,18 @@ package_relay_remaps(hosts)
 """
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
-import re
+from pathlib import Path
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[3] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
 
 PREFIX = "package_relay_"
-HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$", re.I)
 
 
 def _int(value):
@@ -29,7 +36,7 @@ def _host_ok(value) -> bool:
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
-        return bool(HOST_RE.match(value)) and not value.replace(".", "").isdigit()
+        return bool(checks.DNS_NAME.match(value)) and not value.replace(".", "").isdigit()
     return not (address.is_unspecified or address.is_loopback or address.is_multicast)
 
 

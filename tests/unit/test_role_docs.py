@@ -1,0 +1,76 @@
+"""Each role's README variable table is the one tools/role_docs.py renders from its argument
+specs, and each role's defaults/main.yml agrees with its specs (plain Python, no Ansible run)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers.modules import load_module
+
+ROOT = Path(__file__).resolve().parents[2]
+role_docs = load_module(ROOT / "tools" / "role_docs.py", "role_docs")
+ROLES = sorted(p.parents[1] for p in (ROOT / "roles").glob("*/meta/argument_specs.yml"))
+
+
+def test_every_role_has_specs_and_a_table():
+    assert len(ROLES) == len(list((ROOT / "roles").glob("*/tasks/main.yml")))
+    for role in ROLES:
+        assert role_docs.BEGIN in (role / "README.md").read_text(), role.name
+
+
+def test_no_readme_table_is_stale(capsys):
+    assert role_docs.main(["--check"]) == 0, capsys.readouterr().out
+
+
+def test_a_stale_table_fails_the_check_and_is_rewritten(tmp_path, capsys):
+    # Positive control: the same check on a copy whose spec gained an option fails, naming the README.
+    role = tmp_path / "roles" / "dns_resolver"
+    shutil.copytree(ROOT / "roles" / "dns_resolver", role)
+    spec = role / "meta" / "argument_specs.yml"
+    spec.write_text(spec.read_text().replace(
+        "    options:\n", "    options:\n      dns_resolver_new_option:\n        type: int\n        default: 7\n"
+        "        description: A new option.\n", 1))
+    args = ["--roles-dir", str(tmp_path / "roles"), "dns_resolver"]
+    assert role_docs.main(["--check", *args]) == 1
+    assert "dns_resolver/README.md: variable table is stale" in capsys.readouterr().out
+    assert role_docs.main(args) == 0
+    assert "| `dns_resolver_new_option` | int | `7` | A new option. |" in (role / "README.md").read_text()
+    assert role_docs.main(["--check", *args]) == 0
+
+
+def test_a_readme_without_markers_is_refused(tmp_path):
+    role = tmp_path / "roles" / "auditd"
+    shutil.copytree(ROOT / "roles" / "auditd", role)
+    (role / "README.md").write_text("# auditd\n")
+    with pytest.raises(SystemExit, match="markers"):
+        role_docs.main(["--check", "--roles-dir", str(tmp_path / "roles"), "auditd"])
+
+
+def test_cells_escape_pipes_and_backticks():
+    assert role_docs._code("a|b") == "`a\\|b`"
+    assert role_docs._code("`x`") == "`` `x` ``"
+    assert role_docs._code("") == "`''`"
+
+
+def _options(role):
+    options = {}
+    for spec in role_docs.role_specs(role).values():
+        options.update(spec.get("options") or {})
+    return options
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_defaults_match_the_argument_specs(role):
+    defaults, options = role_docs.role_defaults(role), _options(role)
+    public = [name for name in defaults if not name.startswith("__")]
+    assert not [n for n in public if n not in options], "defaults/main.yml sets variables the specs do not name"
+    optional = [n for n, o in options.items() if not o.get("required")]
+    assert not [n for n in optional if n not in defaults], "optional spec options without a value in defaults/main.yml"
+    assert not [n for n, o in options.items() if o.get("required") and n in defaults], \
+        "a required option has a default (required, or a default: not both)"
+    for name, option in options.items():
+        if name not in defaults or "default" not in option:
+            continue
+        value = defaults[name]
+        assert option["default"] == value, f"{name}: spec default {option['default']!r} != defaults/main.yml {value!r}"
