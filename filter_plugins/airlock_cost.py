@@ -4,11 +4,18 @@
 
 inputs: ``{"instances": [{"name", "type", "volume_gb"}], "nat_gateway": bool,
 "public_ipv4": int, "nat_gb": float, "egress_gb": float, "snapshot_gb": float,
-"interface_endpoints": int}``. prices: ``{"hours_per_month", "instance_hour": {type: $},
-"gp3_gb_month", "snapshot_gb_month", "nat_hour", "nat_gb", "public_ipv4_hour",
-"egress_gb", "interface_endpoint_hour"}``. Returns ``{"lines": [{"item", "quantity",
-"unit_price", "monthly"}], "total": float}``; monthly figures rounded to cents. An
-instance type missing from the price table is an error naming it (a silent $0 would lie).
+"interface_endpoints": int, "evidence": {...}}``. prices: ``{"hours_per_month",
+"instance_hour": {type: $}, "gp3_gb_month", "snapshot_gb_month", "nat_hour", "nat_gb",
+"public_ipv4_hour", "egress_gb", "interface_endpoint_hour"}`` and, with evidence,
+``"interface_endpoint_gb", "logs_ingest_gb", "logs_vended_ingest_gb", "logs_stored_gb_month",
+"s3_gb_month"``. ``evidence`` (optional): ``{"enabled", "log_gb", "flow_log_gb",
+"stored_gb", "cloudtrail": bool, "trail_gb"}``: the logs interface endpoint (its hours,
+and the hosts' logs as its data), CloudWatch Logs ingestion of the hosts' logs and of the
+flow logs (vended-log price), storage, and the trail's S3 bucket (the first trail of
+management events is free). Returns ``{"lines": [{"item", "quantity", "unit_price",
+"monthly", "evidence"}], "total": float, "evidence_total": float}``; monthly figures
+rounded to cents. An instance type missing from the price table is an error naming it (a
+silent $0 would lie).
 
 Used by playbooks/cost.yml, which renders docs/cost.md; unit tested in
 tests/unit/test_filter_airlock_cost.py.
@@ -20,8 +27,9 @@ def airlock_monthly_cost(inputs, prices):
     hours = float(prices["hours_per_month"])
     lines = []
 
-    def add(item, quantity, unit_price, monthly):
-        lines.append({"item": item, "quantity": quantity, "unit_price": unit_price, "monthly": round(monthly, 2)})
+    def add(item, quantity, unit_price, monthly, evidence=False):
+        lines.append({"item": item, "quantity": quantity, "unit_price": unit_price, "monthly": round(monthly, 2),
+                      "evidence": evidence})
 
     for inst in inputs.get("instances", []):
         try:
@@ -48,7 +56,33 @@ def airlock_monthly_cost(inputs, prices):
     gb = float(inputs.get("snapshot_gb", 0))
     add("EBS snapshots (backups)", f"{gb:g} GB", f"${prices['snapshot_gb_month']}/GB-month",
         gb * float(prices["snapshot_gb_month"]))
-    return {"lines": lines, "total": round(sum(line["monthly"] for line in lines), 2)}
+    evidence = inputs.get("evidence") or {}
+    if evidence.get("enabled"):
+        _evidence_lines(evidence, prices, hours, add)
+    return {"lines": lines, "total": round(sum(line["monthly"] for line in lines), 2),
+            "evidence_total": round(sum(line["monthly"] for line in lines if line["evidence"]), 2)}
+
+
+def _evidence_lines(evidence, prices, hours, add):
+    """The evidence set's lines (aws_enclave_evidence_enabled)."""
+    hourly = float(prices["interface_endpoint_hour"])
+    add("Evidence: CloudWatch Logs interface endpoint (1 AZ)", f"{hours:g} h", f"${hourly}/h", hours * hourly, True)
+    log_gb = float(evidence.get("log_gb", 0))
+    add("Evidence: endpoint data processed (hosts' logs)", f"{log_gb:g} GB", f"${prices['interface_endpoint_gb']}/GB",
+        log_gb * float(prices["interface_endpoint_gb"]), True)
+    add("Evidence: CloudWatch Logs ingestion (hosts' logs)", f"{log_gb:g} GB", f"${prices['logs_ingest_gb']}/GB",
+        log_gb * float(prices["logs_ingest_gb"]), True)
+    flow_gb = float(evidence.get("flow_log_gb", 0))
+    add("Evidence: VPC Flow Logs ingestion (vended logs)", f"{flow_gb:g} GB", f"${prices['logs_vended_ingest_gb']}/GB",
+        flow_gb * float(prices["logs_vended_ingest_gb"]), True)
+    stored = float(evidence.get("stored_gb", 0))
+    add("Evidence: CloudWatch Logs storage", f"{stored:g} GB", f"${prices['logs_stored_gb_month']}/GB-month",
+        stored * float(prices["logs_stored_gb_month"]), True)
+    if evidence.get("cloudtrail"):
+        trail_gb = float(evidence.get("trail_gb", 0))
+        add("Evidence: CloudTrail trail (first copy of management events: free)", "1 trail", "$0", 0.0, True)
+        add("Evidence: CloudTrail log files in S3", f"{trail_gb:g} GB", f"${prices['s3_gb_month']}/GB-month",
+            trail_gb * float(prices["s3_gb_month"]), True)
 
 
 class FilterModule:

@@ -2,7 +2,8 @@
 
 delta has a Bedrock entry (one model id, one inference profile ARN); epsilon has none and
 is provisioned while moto records every request, to prove that a setup without Bedrock
-makes no IAM (or STS) call at all. delta is then changed (other models), drifted by hand
+(and without the evidence set, whose instance profiles need IAM) makes no IAM (or STS)
+call at all. Both run with aws_enclave_evidence_enabled false; test_evidence.py covers it. delta is then changed (other models), drifted by hand
 (endpoint policy back to AWS's full-access default, an extra inline and a managed policy on
 the role) and provisioned again, and finally torn down next to epsilon and a foreign role
 that only shares the naming scheme.
@@ -28,12 +29,16 @@ PROFILE_ARN = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:inference-profile/us.anthropi
 NOVA = "amazon.nova-pro-v1:0"
 ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
 BEDROCK_ENTRY = {"name": "bedrock", "bedrock": True, "region": REGION}
+# Without the evidence set (its roles and policies are tested in test_evidence.py), so the
+# server's role holds the Bedrock policy alone and the proxy no profile at all.
+NO_EVIDENCE = {"airlock_aws_evidence_enabled": False}
 DELTA = {
     "airlock_llm_endpoints": [{"name": "openai", "hosts": ["api.openai.com"]}, BEDROCK_ENTRY],
     "airlock_aws_bedrock_models": [SONNET, PROFILE_ARN],
+    **NO_EVIDENCE,
 }
 DELTA_CHANGED = {**DELTA, "airlock_aws_bedrock_models": [NOVA]}
-EPSILON = {"airlock_llm_endpoints": [{"name": "gateway", "cidrs": ["192.0.2.0/24"]}]}
+EPSILON = {"airlock_llm_endpoints": [{"name": "gateway", "cidrs": ["192.0.2.0/24"]}], **NO_EVIDENCE}
 ROLE = f"airlock-delta-{REGION}-server"
 FOREIGN_ROLE = f"airlock-zeta-{REGION}-server"
 
@@ -109,7 +114,8 @@ def endpoint_policy(endpoint):
 
 
 def test_without_bedrock_no_iam_call_is_made(runs):
-    """Not even a read: a deployer without any IAM permission can provision this setup.
+    """Not even a read: a deployer without any IAM permission can provision this setup
+    (without Bedrock and with the evidence set switched off).
     (STS GetCallerIdentity is made anyway: amazon.aws.ec2_security_group looks up the
     account for group references; it needs no permission.)"""
     calls = runs["epsilon_calls"]

@@ -23,6 +23,10 @@ ALPHA = {
     ],
     # Required with a Bedrock entry; the IAM side is tested in test_bedrock_access.py.
     "airlock_aws_bedrock_models": ["anthropic.claude-3-5-sonnet-20240620-v1:0"],
+    # The exact rule tables below are those without the evidence set (logs endpoint, its
+    # group and 443 across the subnets): test_evidence.py reads those back. beta keeps the
+    # default (evidence on), so alpha's teardown runs beside an environment that has it.
+    "airlock_aws_evidence_enabled": False,
 }
 BETA = {"airlock_llm_endpoints": [{"name": "gateway", "cidrs": ["192.0.2.0/24"]}]}
 WORLD = "0.0.0.0/0"

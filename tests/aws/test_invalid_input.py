@@ -40,6 +40,23 @@ CASES = [
      "aws_enclave_package_relay_port: 443 is not a TCP port from 1024 to 65535"),
     ("no HTTP for the relay's mirrors", {"aws_enclave_proxy_patch_ports": [443]},
      "aws_enclave_proxy_patch_ports: [443] lacks 80"),
+    ("log retention CloudWatch does not offer", {"airlock_aws_log_retention_days": 42},
+     "aws_enclave_log_retention_days: 42 is not a CloudWatch Logs retention period"),
+    ("log group prefix with a space", {"airlock_aws_log_group_prefix": "/air lock"},
+     "aws_enclave_log_group_prefix: '/air lock' may hold only"),
+    ("log group prefix reserved by AWS", {"airlock_aws_log_group_prefix": "/aws/airlock"},
+     "aws_enclave_log_group_prefix: '/aws/airlock' starts with aws/"),
+    ("log stream name", {"airlock_aws_log_streams": {"proxy": ["Audit Log"], "openhands": ["audit"]}},
+     "aws_enclave_log_streams.proxy[0]: 'Audit Log'"),
+    ("log streams of an unknown tier", {"airlock_aws_log_streams": {"bastion": ["audit"]}},
+     "aws_enclave_log_streams: 'bastion' is not a tier"),
+    ("KMS alias instead of a key ARN", {"aws_enclave_log_kms_key_id": "alias/logs"},
+     "aws_enclave_log_kms_key_id: 'alias/logs' is not a KMS key ARN"),
+    ("CloudTrail bucket name", {"airlock_aws_cloudtrail_enabled": True, "aws_enclave_cloudtrail_bucket": "Bad_Bucket"},
+     "aws_enclave_cloudtrail_bucket: 'Bad_Bucket' is not an S3 bucket name"),
+    ("CloudTrail without the evidence set", {"airlock_aws_cloudtrail_enabled": True,
+                                             "airlock_aws_evidence_enabled": False},
+     "aws_enclave_cloudtrail_enabled: is true, but aws_enclave_evidence_enabled is false"),
 ]
 
 

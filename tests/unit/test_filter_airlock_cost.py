@@ -39,3 +39,29 @@ def test_without_nat_and_with_endpoints():
 def test_unknown_instance_type_is_an_error_not_zero():
     with pytest.raises(ValueError, match="m7i.large"):
         cost.airlock_monthly_cost({"instances": [{"name": "x", "type": "m7i.large"}]}, PRICES)
+
+
+EVIDENCE_PRICES = {**PRICES, "interface_endpoint_gb": 0.01, "logs_ingest_gb": 0.5, "logs_vended_ingest_gb": 0.5,
+                   "logs_stored_gb_month": 0.03, "s3_gb_month": 0.023}
+
+
+def test_evidence_lines_and_their_subtotal():
+    evidence = {"enabled": True, "log_gb": 5, "flow_log_gb": 3, "stored_gb": 20, "cloudtrail": False, "trail_gb": 1}
+    out = cost.airlock_monthly_cost({**INPUTS, "evidence": evidence}, EVIDENCE_PRICES)
+    monthly = {line["item"]: line["monthly"] for line in out["lines"] if line["evidence"]}
+    assert monthly == {
+        "Evidence: CloudWatch Logs interface endpoint (1 AZ)": 7.3,
+        "Evidence: endpoint data processed (hosts' logs)": 0.05,
+        "Evidence: CloudWatch Logs ingestion (hosts' logs)": 2.5,
+        "Evidence: VPC Flow Logs ingestion (vended logs)": 1.5,
+        "Evidence: CloudWatch Logs storage": 0.6,
+    }
+    assert out["evidence_total"] == 11.95
+    assert out["total"] == round(129.52 + 11.95, 2)
+    with_trail = cost.airlock_monthly_cost({**INPUTS, "evidence": {**evidence, "cloudtrail": True}}, EVIDENCE_PRICES)
+    assert with_trail["evidence_total"] == 11.97
+
+
+def test_evidence_off_adds_nothing():
+    out = cost.airlock_monthly_cost({**INPUTS, "evidence": {"enabled": False, "log_gb": 5}}, PRICES)
+    assert out["evidence_total"] == 0 and out["total"] == 129.52

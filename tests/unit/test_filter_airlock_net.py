@@ -258,6 +258,32 @@ def test_security_group_rules_exact():
             assert len({key(r) for r in direction}) == len(direction), "duplicate rule"
 
 
+def test_evidence_adds_only_443_to_the_logs_endpoint():
+    """With the evidence set: both hosts -> the logs endpoint group on 443, that group
+    admits exactly the two host groups, and the ACLs carry the proxy's 443 into the private
+    subnet (the server sits beside the endpoint). Nothing else changes."""
+    base = aws.airlock_security_group_rules(GOOD, "sg-p", "sg-s", "sg-e", "sg-l")
+    rules = aws.airlock_security_group_rules(with_(evidence_enabled=True), "sg-p", "sg-s", "sg-e", "sg-l")
+    assert base["logs_endpoint"] == {"rules": [], "rules_egress": []}
+    assert {key(r) for r in rules["logs_endpoint"]["rules"]} == {("tcp", 443, 443, "sg-p"), ("tcp", 443, 443, "sg-s")}
+    assert rules["logs_endpoint"]["rules_egress"] == []
+    for tier in ("proxy", "server"):
+        added = {key(r) for r in rules[tier]["rules_egress"]} - {key(r) for r in base[tier]["rules_egress"]}
+        assert added == {("tcp", 443, 443, "sg-l")}
+        assert rules[tier]["rules"] == base[tier]["rules"]
+    # Without the group id (it does not exist yet) no rule refers to it.
+    assert aws.airlock_security_group_rules(with_(evidence_enabled=True), "sg-p", "sg-s", "sg-e")["logs_endpoint"][
+        "rules"] == []
+    plain, evidence = aws.airlock_nacl_entries(GOOD), aws.airlock_nacl_entries(with_(evidence_enabled=True))
+    diff = {(subnet, direction): as_set(evidence[subnet][direction]) - as_set(plain[subnet][direction])
+            for subnet in ("public", "private") for direction in ("ingress", "egress")}
+    assert diff == {
+        ("public", "egress"): {("tcp", "allow", "10.0.1.0/24", None, None, 443, 443)},
+        ("private", "ingress"): {("tcp", "allow", "10.0.0.0/24", None, None, 443, 443)},
+        ("public", "ingress"): set(), ("private", "egress"): set(),
+    }
+
+
 def test_tagged_keeps_only_this_project_and_environment():
     items = [
         {"id": 1, "tags": {"project": "airlock", "environment": "alpha"}},

@@ -336,6 +336,11 @@ def airlock_nacl_entries(inputs):
     priv_out.append(rule(public, eph))
     priv_out.append(rule(public, (443, 443)))  # server -> proxy (sandbox URLs)
     priv_out.append(rule(public, (relay, relay)))  # server -> proxy (package relay)
+    if inputs.get("evidence_enabled"):
+        # The proxy's log shipper -> the CloudWatch Logs interface endpoint in the private
+        # subnet (its replies use the ephemeral rules above in both ACLs).
+        pub_out.append(rule(private, (443, 443)))
+        priv_in.append(rule(public, (443, 443)))
     if use_nat:
         priv_out.extend(rule(cidr, (port, port)) for cidr, port in llm)
 
@@ -345,12 +350,14 @@ def airlock_nacl_entries(inputs):
     }
 
 
-def airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg=None):
-    """Security group rules for the proxy, server and Bedrock endpoint groups.
+def airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg=None, logs_endpoint_sg=None):
+    """Security group rules for the proxy, server, Bedrock endpoint and logs endpoint groups.
 
     Returns ``{"proxy": {"rules": [...], "rules_egress": [...]}, "server": {...},
-    "endpoint": {...}}`` in ``amazon.aws.ec2_security_group`` format (``proto``,
-    ``from_port``, ``to_port``, ``cidr_ip`` or ``group_id``, ``rule_desc``).
+    "endpoint": {...}, "logs_endpoint": {...}}`` in ``amazon.aws.ec2_security_group`` format
+    (``proto``, ``from_port``, ``to_port``, ``cidr_ip`` or ``group_id``, ``rule_desc``). The
+    logs endpoint rules (both hosts -> 443 of that group only) exist only with
+    ``evidence_enabled`` and its group id.
     """
     resolver = checks.aws_vpc_resolver(inputs["vpc_cidr"]) + "/32"
     time_server = f"{inputs['time_server']}/32"
@@ -401,6 +408,13 @@ def airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg=None):
         tcp(53, 53, "dns to vpc resolver", cidr=resolver),
         {"proto": "udp", "from_port": 123, "to_port": 123, "cidr_ip": time_server, "rule_desc": "ntp to time sync"},
     ]
+    logs = bool(inputs.get("evidence_enabled") and logs_endpoint_sg)
+    logs_in = []
+    if logs:
+        proxy_out.append(tcp(443, 443, "cloudwatch logs endpoint (evidence)", group=logs_endpoint_sg))
+        server_out.append(tcp(443, 443, "cloudwatch logs endpoint (evidence)", group=logs_endpoint_sg))
+        logs_in = [tcp(443, 443, "https from proxy (log shipper)", group=proxy_sg),
+                   tcp(443, 443, "https from server (log shipper)", group=server_sg)]
     # One rule per (protocol, ports, peer): the API rejects duplicates; keep the first label.
     server_out = _dedupe_rules(server_out)
 
@@ -409,6 +423,7 @@ def airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg=None):
         "proxy": {"rules": _dedupe_rules(proxy_in), "rules_egress": _dedupe_rules(proxy_out)},
         "server": {"rules": server_in, "rules_egress": server_out},
         "endpoint": {"rules": endpoint_in, "rules_egress": []},
+        "logs_endpoint": {"rules": logs_in, "rules_egress": []},
     }
 
 
