@@ -30,6 +30,7 @@ openssl                                 openssl               tests/unit (test c
 curl                                    curl                  the login check make lab prints (curl against the proxy)
 wrk                                     wrk                   tests/bench (tools/bench.sh, the benchmark load generator)
 restic                                  restic                tests/unit (the backup command with restic: local and S3 repositories)
+pebble                                  pebble                tests/aws (a real ACME server on loopback: the proxy dns-01 certificate through Route 53)
 '
 
 missing=("$@")
