@@ -89,6 +89,15 @@ class Lab:
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
         return Run(proc.returncode, proc.stdout + proc.stderr)
 
+    def module_check(self, module: str, args: dict) -> Run:
+        """One module in check mode on the container, as a task of the role would run it."""
+        env = {**base_env(self.moto, "test")}
+        proc = subprocess.run(
+            [str(BIN / "ansible"), "all", "-i", str(self.workdir / "hosts.yml"), "--check", "-m", module,
+             "-a", json.dumps(args)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+        return Run(proc.returncode, proc.stdout + proc.stderr)
+
     def txt_records(self) -> list[dict]:
         found = []
         for zone in self.r53.list_hosted_zones()["HostedZones"]:
@@ -193,6 +202,11 @@ def test_a_rerun_changes_nothing_while_the_certificate_is_fresh(lab):
     assert run.changed == 0, run.output[-4000:]
     assert lab.certificate()["serial"] == before
     assert len(lab.challenge_lookups()) == lookups
+    # tls.yml's key task (run by every full converge) keeps certbot's key: it would
+    # otherwise make a new key that no longer matches the certificate.
+    key = lab.module_check("community.crypto.openssl_privatekey", {
+        "path": TLS_KEY, "type": "ECC", "curve": "secp256r1", "owner": "root", "group": "root", "mode": "0600"})
+    assert key.rc == 0 and '"changed": false' in key.output, key.output
 
 
 def test_the_renewal_timer_renews_through_route53(lab):
