@@ -1,6 +1,6 @@
 """ACME dns-01 on Route 53 (nginx_proxy_acme_challenge: dns-01-route53), end to end on loopback.
 
-The role's ACME tasks (``--tags nginx_proxy_acme``: its validation, then acme.yml) run in a
+The role's ACME tasks (``--tags nginx_proxy_acme``: its validation, then acme_dns01_route53.yml) run in a
 throwaway Debian 12 container with systemd, on the host's network namespace so it reaches
 the two loopback servers this module starts: moto (Route 53) and pebble (a real ACME
 server, the Debian package). Pebble resolves the challenge through a DNS server that
