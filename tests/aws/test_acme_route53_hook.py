@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import base_env  # noqa: E402
+from helpers.moto_server import free_port  # noqa: E402
 
 HOOK = ROOT / "roles" / "nginx_proxy" / "files" / "airlock-acme-route53"
 
@@ -100,3 +101,16 @@ def test_auth_and_cleanup_share_the_record_of_a_name_and_its_wildcard(moto, tmp_
     assert hook(moto, tmp_path, "example.org", "cleanup", domain="proxy.example.org", token="token-a").returncode == 0
     assert hook(moto, tmp_path, "example.org", "cleanup", domain="*.proxy.example.org", token="token-b").returncode == 0
     assert txt(r53, zone_id) == {}
+
+
+def test_an_unreachable_api_is_reported_not_a_traceback(moto, tmp_path, zones):
+    _, create = zones
+    create("example.org")
+    config = tmp_path / "route53.json"
+    config.write_text(json.dumps({"zone": "example.org", "endpoint_url": f"http://127.0.0.1:{free_port()}"}))
+    env = {**base_env(moto, "test"), "AIRLOCK_ACME_ROUTE53_CONFIG": str(config), "AWS_MAX_ATTEMPTS": "1"}
+    result = subprocess.run([sys.executable, str(HOOK), "check", "proxy.example.org"], env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.startswith("Route 53 API call failed: "), result.stderr
+    assert "Traceback" not in result.stderr
