@@ -136,7 +136,8 @@ def lab(moto, tmp_path_factory):
     dns = Route53Dns(r53).start()
     pebble = Pebble(workdir, dns.address).start()
     container = f"airlock-acme-dns01-{workdir.name.replace('_', '-')}"
-    docker("run", "-d", "--name", container, "--network", "host",
+    # -t: systemd writes its start-up errors to a terminal only; the failure below shows them.
+    docker("run", "-d", "-t", "--name", container, "--network", "host",
            "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
            "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
            "-v", "airlock-apt-cache-acme-dns01:/var/cache/apt/archives",
@@ -144,8 +145,10 @@ def lab(moto, tmp_path_factory):
            IMAGE, "/lib/systemd/systemd")
     try:
         lab = Lab(container, moto, pebble, dns, workdir)
-        lab.sh("for i in $(seq 60); do s=$(systemctl is-system-running 2>/dev/null); "
-               "case $s in running|degraded) exit 0;; esac; sleep 1; done; exit 1")
+        booted = lab.sh("for i in $(seq 180); do s=$(systemctl is-system-running 2>/dev/null); "
+                        "case $s in running|degraded) exit 0;; esac; sleep 1; done; exit 1", check=False)
+        if booted.returncode != 0:
+            pytest.fail(f"systemd did not start in {container}: {docker('logs', container, check=False).stdout[-1500:]}")
         # The container trusts the ACME API's certificate, as a host trusts a real CA's.
         docker("cp", str(pebble.api_ca), f"{container}:/usr/local/share/ca-certificates/airlock-test-acme-api.crt")
         lab.sh("update-ca-certificates >/dev/null")
