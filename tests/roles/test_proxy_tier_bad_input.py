@@ -33,6 +33,11 @@ BASELINE = {
     "package_relay": {"package_relay_listen_address": "10.0.0.10"},
 }
 
+# A valid dns-01-route53 setting; each ACME case below breaks one value of it.
+ACME = {"nginx_proxy_tls_mode": "acme", "nginx_proxy_server_name": "proxy.example.org",
+        "nginx_proxy_acme_email": "ops@example.org", "nginx_proxy_acme_terms_agreed": True,
+        "nginx_proxy_acme_challenge": "dns-01-route53", "nginx_proxy_acme_route53_zone": "example.org"}
+
 CASES = [
     # The five the issue names.
     ("nginx_proxy", {"nginx_proxy_users": []}, "nginx_proxy_users is empty"),
@@ -50,6 +55,17 @@ CASES = [
     ("nginx_proxy", {"nginx_proxy_selfsigned_acknowledged": False}, "nginx_proxy_selfsigned_acknowledged is false"),
     ("nginx_proxy", {"nginx_proxy_tls_mode": "acme", "nginx_proxy_server_name": "proxy.example.org",
                      "nginx_proxy_acme_email": "ops@example.org"}, "nginx_proxy_acme_terms_agreed"),
+    # ACME dns-01 on Route 53 (and the ACME settings both challenges share).
+    ("nginx_proxy", {**ACME, "nginx_proxy_acme_challenge": "dns-01"}, "nginx_proxy_acme_challenge"),
+    ("nginx_proxy", {**ACME, "nginx_proxy_acme_route53_zone": ""}, "nginx_proxy_acme_route53_zone is empty"),
+    ("nginx_proxy", {**ACME, "nginx_proxy_acme_route53_zone": "example org"}, "nginx_proxy_acme_route53_zone 'example org'"),
+    ("nginx_proxy", {**ACME, "nginx_proxy_acme_email": ""}, "nginx_proxy_acme_email '' is not an e-mail address"),
+    ("nginx_proxy", {**ACME, "nginx_proxy_acme_terms_agreed": False}, "nginx_proxy_acme_terms_agreed is false"),
+    ("nginx_proxy", {**ACME, "nginx_proxy_acme_route53_endpoint_url": "127.0.0.1:5000"},
+     "nginx_proxy_acme_route53_endpoint_url '127.0.0.1:5000'"),
+    ("nginx_proxy", {**ACME, "nginx_proxy_server_name": "203.0.113.10"}, "nginx_proxy_server_name '203.0.113.10' is an address"),
+    ("nginx_proxy", {**ACME, "nginx_proxy_acme_challenge": "http-01", "nginx_proxy_http_port": 8080},
+     "nginx_proxy_http_port is 8080"),
     ("nginx_proxy", {"nginx_proxy_sandbox_port_range": {"start": 5000, "end": 4000}}, "nginx_proxy_sandbox_port_range"),
     ("nginx_proxy", {"nginx_proxy_internal_callers": ["10.0.1.10/24"]}, "nginx_proxy_internal_callers"),
     ("nginx_proxy", {"nginx_proxy_auth_backend": "ldap"}, "nginx_proxy_auth_backend"),
@@ -113,6 +129,13 @@ def assert_rejected_before_change(result, message):
                          ids=[f"{c[0]}-{next(iter(c[1]))}-{i}" for i, c in enumerate(CASES)])
 def test_bad_input_rejected_before_any_change(tmp_path, role, extra, message):
     assert_rejected_before_change(run_role(tmp_path, role, extra), message)
+
+
+def test_valid_dns01_route53_settings_pass_the_checks(tmp_path):
+    """Positive control of the ACME cases: the setting they each break one value of passes."""
+    result = run_role(tmp_path, "nginx_proxy", ACME, tasks_from="validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", result.stdout), result.stdout
 
 
 def test_apt_proxy_entry_point_refuses_bad_input(tmp_path):

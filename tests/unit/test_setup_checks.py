@@ -142,7 +142,7 @@ def test_the_package_list_covers_what_the_suite_runs():
     assert table["ssh-keygen"] == table["ssh"] == "openssh-client"
     for cmd, pkg in {"dockerd": "docker.io", "debootstrap": "debootstrap", "auditctl": "auditd",
                      "openssl": "openssl", "curl": "curl", "wrk": "wrk", "ip": "iproute2",
-                     "nft": "nftables", "restic": "restic"}.items():
+                     "nft": "nftables", "restic": "restic", "pebble": "pebble"}.items():
         assert table[cmd] == pkg
 
 

@@ -32,6 +32,7 @@ wrk                                     wrk                   tests/bench (tools
 restic                                  restic                tests/unit (the backup command with restic: local and S3 repositories)
 skopeo                                  skopeo                the AWS path (the controller fetches the OpenHands images), tests/roles
 docker-registry                         docker-registry       tests/roles (a local registry the image fetch test pulls from)
+pebble                                  pebble                tests/aws (a real ACME server on loopback: the proxy dns-01 certificate through Route 53)
 '
 
 missing=("$@")
