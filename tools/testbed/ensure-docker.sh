@@ -16,6 +16,15 @@ systemd_dir=${AIRLOCK_SYSTEMD_DIR:-/run/systemd/system}
 command -v dockerd >/dev/null 2>&1 ||
   { echo "ERROR: dockerd is missing: run tools/testbed/install-packages.sh (installs docker.io)" >&2; exit 1; }
 
+# Every systemd container (the lab's hosts, Molecule's, the OpenHands host's own engine)
+# takes inotify instances from the same per-user budget, 128 by default: with two Molecule
+# scenarios and a lab up, systemd in a new container fails to start ("Failed to create
+# control group inotify object: Too many open files"). Raise it (never lower it).
+inotify=/proc/sys/fs/inotify/max_user_instances
+if [ -w "$inotify" ] && [ "$(cat "$inotify")" -lt 1024 ]; then
+  echo 1024 >"$inotify" && echo "fs.inotify.max_user_instances raised to 1024 (systemd containers)"
+fi
+
 if docker info >/dev/null 2>&1; then
   exit 0
 fi
