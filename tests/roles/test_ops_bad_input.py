@@ -56,6 +56,13 @@ CASES = [
     ("auditd", {"auditd_disk_full_action": "ignore"}, "auditd_disk_full_action=ignore"),
     ("auditd", {"auditd_admin_space_left_action": "suspend"}, "auditd_admin_space_left_action=suspend"),
     ("auditd", {"auditd_disk_full_action": "explode"}, "auditd_disk_full_action"),
+    ("auditd", {"auditd_netfilter_refresh_exe": "egress-nft"}, "auditd_netfilter_refresh_exe: every entry must be an absolute file path"),
+    ("auditd", {"auditd_netfilter_daemon_binaries": ["/usr/sbin/xtables nft"]},
+     "auditd_netfilter_daemon_binaries: every entry must be an absolute file path"),
+    ("monitoring", {"monitoring_netfilter_low_severity": "loud"}, "monitoring_netfilter_low_severity must be one of"),
+    ("monitoring", {"monitoring_netfilter_low_keys": ["airlock_egress_refresh"]},
+     "monitoring_netfilter_expected_keys and monitoring_netfilter_low_keys share"),
+    ("monitoring", {"monitoring_netfilter_expected_keys": ["bad key"]}, "monitoring_netfilter_expected_keys"),
 ]
 
 

@@ -86,6 +86,34 @@ def test_audit_key(host):
     wait_for(host, lambda a: a["key"] == "audit:sudoers:1000:/usr/sbin/visudo")
 
 
+# Audit records of one netfilter change each (raw kernel lines as auditd writes them, from a
+# real kernel): the NETFILTER_CFG record, then the SYSCALL record of the same event.
+NFT_EVENT = ('type=NETFILTER_CFG msg=audit(1796064008.195:{serial}): table={table}:2 family=1 entries=1 '
+             'op=nft_register_table pid=28730 comm="nft"\n'
+             'type=SYSCALL msg=audit(1796064008.195:{serial}): arch=c000003e syscall=46 success=yes exit=84 a0=3 '
+             'items=0 ppid=28729 pid=28730 auid={auid} uid=0 gid=0 ses=3 comm="nft" exe="{exe}" key={key}\n')
+
+
+def test_netfilter_change_alerts_and_the_refresh_key_does_not(host):
+    refresh = NFT_EVENT.format(serial=9101, table="refresh_probe", auid=4294967295,
+                               exe="/usr/local/lib/airlock/egress-nft", key='"airlock_egress_refresh"')
+    intruder = NFT_EVENT.format(serial=9102, table="intruder_probe", auid=1000, exe="/usr/sbin/nft", key='"firewall"')
+    host.run_expect([0], f"printf '{refresh}{intruder}' >> /var/log/test/audit.log")
+    found = wait_for(host, lambda a: a["key"] == "netfilter:firewall:1000:/usr/sbin/nft")
+    assert found[0]["severity"] == "critical" and found[0]["details"]["changes"][0]["table"] == "intruder_probe:2"
+    # The refresh's change came first, in the same write: had it alerted, it would be there.
+    assert not [a for a in alerts(host) if a["type"] == "netfilter"
+                and a["details"]["changes"][0]["table"].startswith("refresh_probe")], "the refresh key alerted"
+
+
+def test_audit_rules_removed_alerts(host):
+    line = ('type=CONFIG_CHANGE msg=audit(1796064016.215:9103): auid=1000 ses=3 op=remove_rule '
+            'key="firewall" list=4 res=1')
+    host.run_expect([0], f"echo '{line}' >> /var/log/test/audit.log")
+    found = wait_for(host, lambda a: a["key"] == "audit_tamper:remove_rule:1000")
+    assert found[0]["severity"] == "critical"
+
+
 def test_service_failure(host):
     host.run("systemctl reset-failed airlock-failing-probe.service")
     host.run("systemd-run --unit=airlock-failing-probe --service-type=oneshot /bin/false")

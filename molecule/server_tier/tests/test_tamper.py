@@ -295,3 +295,22 @@ def test_a_request_the_gateway_refuses_raises_an_alert():
         assert found and found[0]["severity"] == "critical" and found[0]["details"]["refused"] == "key", found
     finally:
         http(proxy, f"http://{SERVER_IP}:3000/api/stand-in/sandboxes/{info['id']}", "DELETE")
+
+
+def test_the_firewall_units_run_a_private_nft_copy():
+    """The audit rules key the egress units' netfilter changes by executable (exe= compares
+    inodes): the units and the tool must run a copy of nft, not /usr/sbin/nft or a link to it."""
+    copy, stock = server.file("/usr/local/lib/airlock/egress-nft"), server.file("/usr/sbin/nft")
+    assert copy.is_file and not copy.is_symlink and copy.mode == 0o700 and copy.user == "root"
+    assert copy.sha256sum == stock.sha256sum
+    inodes = server.check_output("stat -c %i /usr/local/lib/airlock/egress-nft /usr/sbin/nft").split()
+    assert inodes[0] != inodes[1], "the copy is a hard link: exe= would match /usr/sbin/nft too"
+    unit = server.check_output("systemctl show -p ExecStart --value airlock-egress.service")
+    assert "path=/usr/local/lib/airlock/egress-nft" in unit, unit
+    # The deployed tool resolves its nft to the copy, and its check (scratch namespace and
+    # live table, both through the copy) works with it.
+    picked = server.check_output(
+        "python3 -c 'import importlib.machinery as m; "
+        "print(m.SourceFileLoader(\"s\", \"/usr/local/sbin/airlock-egress-sets\").load_module().NFT)'")
+    assert picked.strip() == "/usr/local/lib/airlock/egress-nft", picked
+    assert sets_tool("--check").rc == 0

@@ -10,6 +10,10 @@ Watchers:  fail2ban (bans), egress_drop (the egress firewall's drop log: its pre
            egress_drift (the egress firewall's table was tampered with and repaired:
            AIRLOCK-EGRESS-DRIFT lines of airlock-egress-sets), auth_burst (nginx basic-auth
            failures per client within a window), audit (audit records carrying chosen keys),
+           netfilter (NETFILTER_CFG audit records: any change of the kernel's netfilter
+           tables, correlated with the SYSCALL record of the same event for exe/auid/key;
+           expected keys are quiet, low keys alert at a lower severity, the rest critical),
+           audit_tamper (CONFIG_CHANGE audit records that remove rules or turn auditing off),
            service_failure (failed systemd units), cert_expiry (days left on certificate
            files), maintenance_window (the egress firewall's maintenance window is open:
            its nft sets hold addresses; an alert every dedup window while it stays open).
@@ -42,10 +46,11 @@ import uuid
 from email.message import EmailMessage
 
 SEVERITIES = {"info": 0, "warning": 1, "critical": 2}
-WATCHER_TYPES = ("fail2ban", "egress_drop", "egress_drift", "auth_burst", "audit", "service_failure", "cert_expiry",
-                 "maintenance_window", "llm_gateway_refused")
+WATCHER_TYPES = ("fail2ban", "egress_drop", "egress_drift", "auth_burst", "audit", "netfilter", "audit_tamper",
+                 "service_failure", "cert_expiry", "maintenance_window", "llm_gateway_refused")
 SINK_TYPES = ("log", "webhook", "email", "sns")
-LINE_WATCHERS = ("fail2ban", "egress_drop", "egress_drift", "auth_burst", "audit", "llm_gateway_refused")
+LINE_WATCHERS = ("fail2ban", "egress_drop", "egress_drift", "auth_burst", "audit", "netfilter", "audit_tamper",
+                 "llm_gateway_refused")
 SNS_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
 
 
@@ -128,6 +133,17 @@ def validate_config(cfg):
         if t == "audit":
             _need(isinstance(w.get("keys"), list) and w["keys"] and all(isinstance(k, str) and k for k in w["keys"]),
                   f"{where}.keys must be a non-empty list of audit keys")
+        if t == "netfilter":
+            w.setdefault("expected_keys", ["airlock_egress_refresh"])
+            w.setdefault("low_keys", [])
+            w.setdefault("low_severity", "warning")
+            w.setdefault("settle", 2)
+            for opt in ("expected_keys", "low_keys"):
+                _need(isinstance(w[opt], list) and all(isinstance(k, str) and re.match(r"^[A-Za-z0-9_-]+$", k) for k in w[opt]),
+                      f"{where}.{opt} must be a list of audit keys (letters, digits, _ and -)")
+            _need(not set(w["expected_keys"]) & set(w["low_keys"]), f"{where}: a key is in both expected_keys and low_keys")
+            _need(w["low_severity"] in SEVERITIES, f"{where}.low_severity must be one of {', '.join(SEVERITIES)}")
+            _need(isinstance(w["settle"], (int, float)) and 0 < w["settle"] <= 60, f"{where}.settle must be in (0, 60] seconds")
         if t == "service_failure":
             w.setdefault("interval", 5)
             w.setdefault("units", [])
@@ -230,6 +246,8 @@ NGINX_AUTH = re.compile(
 AUDIT_KEY = re.compile(r'\bkey=(?:"(?P<q>[^"]*)"|(?P<h>[0-9A-Fa-f]+)\b)')
 AUDIT_TYPE = re.compile(r"\btype=(?P<type>[A-Z_]+)")
 AUDIT_FIELD = re.compile(r'\b(auid|uid|exe|comm|AUID|UID)=("[^"]*"|\S+)')
+AUDIT_SERIAL = re.compile(r"\bmsg=audit\((?P<time>[0-9.]+):(?P<serial>[0-9]+)\)")
+AUDIT_KV = re.compile(r'\b([a-z_]+)=("[^"]*"|[^\s\x1d]+)')
 
 
 def parse_fail2ban(text):
@@ -298,6 +316,51 @@ def parse_audit(text, keys):
             "uid": fields.get("UID", fields.get("uid", "")), "exe": fields.get("exe", ""), "comm": fields.get("comm", "")}
 
 
+def audit_record(text):
+    """(type, 'TIME:SERIAL', {field: value}) of one raw audit log line (the kernel's fields,
+    before the ENRICHED part that follows a 0x1d byte), or None."""
+    t = AUDIT_TYPE.search(text)
+    m = AUDIT_SERIAL.search(text)
+    if not t or not m:
+        return None
+    raw = text.split("\x1d", 1)[0][m.end():]
+    fields = {k: v.strip('"') for k, v in AUDIT_KV.findall(raw)}
+    return t.group("type"), f"{m.group('time')}:{m.group('serial')}", fields
+
+
+def audit_keys(fields):
+    """The keys of a SYSCALL record's key= field: [] for (null), several when hex encoded."""
+    key = fields.get("key", "(null)")
+    if key == "(null)":
+        return []
+    if re.fullmatch(r"[0-9A-Fa-f]+", key) and len(key) % 2 == 0:
+        try:
+            return bytes.fromhex(key).decode().split("\x01")
+        except ValueError:
+            pass
+    return [key]
+
+
+def parse_audit_tamper(text):
+    """A CONFIG_CHANGE record that weakens auditing: rules removed (auditctl -D / -d / -W),
+    auditing turned off (-e 0), or the failure mode set to silent (-f 0); else None."""
+    rec = audit_record(text)
+    if not rec or rec[0] != "CONFIG_CHANGE":
+        return None
+    _, event, f = rec
+    op = f.get("op", "")
+    if op in ("remove_rule", "remove"):
+        what = f"audit rule removed (key {f.get('key', '(null)')})"
+    elif op == "set" and f.get("audit_enabled") == "0":
+        what = "auditing turned off (audit_enabled=0)"
+    elif op == "set" and f.get("audit_failure") == "0":
+        what = "audit failure mode set to silent (audit_failure=0)"
+    else:
+        return None
+    return {"event": event, "op": op, "what": what, "auid": f.get("auid", ""), "key": f.get("key", ""),
+            "res": f.get("res", "")}
+
+
 def cert_not_after(path):
     """Expiry of the first certificate in a PEM file, as a UNIX time."""
     try:
@@ -319,6 +382,56 @@ class LineWatcher:
         self.host = host
         self.clock = clock
         self.hits = collections.defaultdict(collections.deque)  # auth_burst: client -> times
+        self.pending = {}  # netfilter: 'TIME:SERIAL' -> (arrival, [NETFILTER_CFG fields])
+
+    def _netfilter_alert(self, event, changes, syscall, event_time=None):
+        """The alert for one audit event with NETFILTER_CFG records, or None when its SYSCALL
+        record carries an expected key. No SYSCALL record at all (no audit context) alerts."""
+        s = self.spec
+        keys = audit_keys(syscall) if syscall else []
+        if set(keys) & set(s["expected_keys"]):
+            return None
+        low = bool(keys) and set(keys) <= set(s["low_keys"])
+        sc = syscall or {}
+        exe = sc.get("exe") or changes[0].get("comm", "?")
+        d = {"event": event, "keys": keys, "exe": exe, "auid": sc.get("auid", ""), "uid": sc.get("uid", ""),
+             "pid": sc.get("pid", changes[0].get("pid", "")), "ppid": sc.get("ppid", ""), "comm": sc.get("comm", changes[0].get("comm", "")),
+             "changes": [{k: c.get(k, "") for k in ("table", "family", "entries", "op")} for c in changes],
+             "correlated": syscall is not None}
+        tables = ", ".join(sorted({c.get("table", "?").rsplit(":", 1)[0] + f" ({c.get('op', '?')})" for c in changes}))
+        auid = "unset" if d["auid"] in ("4294967295", "-1") else d["auid"] or "?"
+        return make_alert(self.host, "netfilter", f"netfilter:{','.join(keys) or '-'}:{auid}:{exe}",
+                          s["low_severity"] if low else s["severity"],
+                          f"netfilter tables changed by {exe} (auid {auid}, key {','.join(keys) or 'none'}): {tables}",
+                          d, event_time)
+
+    def flush(self, force=False):
+        """Alerts for NETFILTER_CFG events whose SYSCALL record did not arrive within `settle`."""
+        if self.type != "netfilter" or not self.pending:
+            return []
+        now = self.clock()
+        out = []
+        for event, (arrived, changes) in list(self.pending.items()):
+            if force or now - arrived >= self.spec["settle"]:
+                del self.pending[event]
+                alert = self._netfilter_alert(event, changes, None)
+                if alert:
+                    out.append(alert)
+        return out
+
+    def _handle_netfilter(self, text, event_time):
+        rec = audit_record(text)
+        if not rec:
+            return None
+        rtype, event, fields = rec
+        if rtype == "NETFILTER_CFG":
+            if event not in self.pending and len(self.pending) > 10000:
+                self.pending.clear()  # never grows without bound
+            self.pending.setdefault(event, (self.clock(), []))[1].append(fields)
+        elif rtype == "SYSCALL" and event in self.pending:
+            _, changes = self.pending.pop(event)
+            return self._netfilter_alert(event, changes, fields, event_time)
+        return None
 
     def handle(self, text, event_time=None):
         s, t = self.spec, self.type
@@ -362,6 +475,16 @@ class LineWatcher:
                 return make_alert(self.host, t, f"llm_gateway_refused:{d['client']}:{d['status']}", s["severity"],
                                   f"the LLM gateway refused a request from {d['client'] or '?'}: {d['status']} ({d['refused']}) "
                                   f"{d['method'] or ''} {d['path'] or ''}".rstrip(), d, event_time)
+        elif t == "netfilter":
+            return self._handle_netfilter(text, event_time)
+        elif t == "audit_tamper":
+            d = parse_audit_tamper(text)
+            if d:
+                auid = "unset" if d["auid"] in ("4294967295", "-1") else d["auid"] or "?"
+                return make_alert(self.host, t, f"audit_tamper:{d['op']}:{auid}", s["severity"],
+                                  f"audit weakened: {d['what']} by auid {auid}"
+                                  + ("" if d["res"] in ("1", "yes", "success") else " (refused by the kernel)"),
+                                  d, event_time)
         elif t == "audit":
             d = parse_audit(text, s["keys"])
             if d:
@@ -686,6 +809,7 @@ class Alertd:
         self.stop = threading.Event()
         self.events = queue.Queue()
         self.threads = []
+        self.line_watchers = []
 
     def dispatch(self, alert):
         if alert is None or not self.dedup.admit(alert):
@@ -716,7 +840,12 @@ class Alertd:
         for w in self.workers:
             w.start()
         for spec in self.cfg["watchers"]:
-            t = self._line_input(LineWatcher(spec, self.host)) if spec["type"] in LINE_WATCHERS else self._poller(spec)
+            if spec["type"] in LINE_WATCHERS:
+                watcher = LineWatcher(spec, self.host)
+                self.line_watchers.append(watcher)
+                t = self._line_input(watcher)
+            else:
+                t = self._poller(spec)
             t.start()
             self.threads.append(t)
         log(f"watching {len(self.cfg['watchers'])} sources, {len(self.workers)} sinks")
@@ -724,6 +853,9 @@ class Alertd:
     def run_forever(self):
         self.start()
         while not self.stop.is_set():
+            for watcher in self.line_watchers:  # events whose last record never came (netfilter)
+                for alert in watcher.flush():
+                    self.dispatch(alert)
             try:
                 watcher, item, ts = self.events.get(timeout=1)
             except queue.Empty:
