@@ -133,7 +133,7 @@ def test_bad_input_rejected_before_any_change(tmp_path, role, extra, message):
 
 def test_valid_dns01_route53_settings_pass_the_checks(tmp_path):
     """Positive control of the ACME cases: the setting they each break one value of passes."""
-    result = run_role(tmp_path, "nginx_proxy", ACME, tasks_from="validate")
+    result = run_role(tmp_path, "nginx_proxy", ACME, tasks_from="assert")
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", result.stdout), result.stdout
 
