@@ -39,6 +39,9 @@ ETA = {
     "airlock_llm_endpoints": [{"name": "bedrock", "bedrock": True, "region": REGION}],
     "airlock_aws_bedrock_models": ["anthropic.claude-3-5-sonnet-20240620-v1:0"],
     "airlock_aws_cloudtrail_enabled": True,
+    # ACME dns-01 on Route 53: the proxy's role also gets the challenge record's grant.
+    "airlock_aws_acme_route53_zone_id": "Z0123456789ABCDEFGHIJ",
+    "airlock_public_hostname": "openhands.example.org",
 }
 
 
@@ -207,13 +210,38 @@ def test_tier_log_policy_is_exactly_its_groups(clients, tier):
 
 def test_roles_hold_only_their_policies(clients):
     iam = clients["iam"]
-    assert iam.list_role_policies(RoleName=ROLES["proxy"])["PolicyNames"] == ["evidence-logs"]
+    assert sorted(iam.list_role_policies(RoleName=ROLES["proxy"])["PolicyNames"]) == ["acme-route53", "evidence-logs"]
     assert sorted(iam.list_role_policies(RoleName=ROLES["openhands"])["PolicyNames"]) == ["bedrock-invoke",
                                                                                           "evidence-logs"]
     for role in ROLES.values():
         assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
         trust = doc(iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"])
         assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "ec2.amazonaws.com"}]
+
+
+def test_proxy_acme_grant_is_the_challenge_record_only(clients):
+    """ACME dns-01: the proxy may change TXT records named _acme-challenge.<its name> in the
+    one zone (UPSERT, DELETE), read that zone, wait for a change and find a zone by name;
+    nothing else, and the server gets no Route 53 grant at all."""
+    zone = "arn:aws:route53:::hostedzone/Z0123456789ABCDEFGHIJ"
+    statements = {s["Sid"]: s for s in inline(clients["iam"], ROLES["proxy"], "acme-route53")["Statement"]}
+    assert set(statements) == {"AcmeChallengeRecordOnly", "AcmeChallengeReadTheZone",
+                               "AcmeChallengeWaitForTheChange", "AcmeChallengeFindTheZoneByName"}
+    change = statements["AcmeChallengeRecordOnly"]
+    assert (change["Action"], change["Resource"]) == ("route53:ChangeResourceRecordSets", zone)
+    assert change["Condition"] == {"ForAllValues:StringEquals": {
+        "route53:ChangeResourceRecordSetsRecordTypes": ["TXT"],
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames": ["_acme-challenge.openhands.example.org"],
+        "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"]}}
+    read = statements["AcmeChallengeReadTheZone"]
+    assert (sorted(as_list(read["Action"])), read["Resource"]) == (
+        ["route53:GetHostedZone", "route53:ListResourceRecordSets"], zone)
+    assert (statements["AcmeChallengeWaitForTheChange"]["Action"],
+            statements["AcmeChallengeWaitForTheChange"]["Resource"]) == ("route53:GetChange", "arn:aws:route53:::change/*")
+    assert (statements["AcmeChallengeFindTheZoneByName"]["Action"],
+            statements["AcmeChallengeFindTheZoneByName"]["Resource"]) == ("route53:ListHostedZonesByName", "*")
+    assert all(s["Effect"] == "Allow" for s in statements.values())
+    assert "acme-route53" not in clients["iam"].list_role_policies(RoleName=ROLES["openhands"])["PolicyNames"]
 
 
 def test_each_host_has_its_tier_profile(clients):
@@ -310,7 +338,8 @@ def test_drift_is_repaired(repaired, clients, vpc):
     assert repaired["run"].recap["changed"] >= 3
     assert repaired["again"].recap["changed"] == 0, repaired["again"].output[-4000:]
     assert log_groups(clients["logs"])[GROUPS["proxy"][0]]["retentionInDays"] == 365
-    assert clients["iam"].list_role_policies(RoleName=ROLES["proxy"])["PolicyNames"] == ["evidence-logs"]
+    assert sorted(clients["iam"].list_role_policies(RoleName=ROLES["proxy"])["PolicyNames"]) == ["acme-route53",
+                                                                                             "evidence-logs"]
     flow_logs = clients["ec2"].describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [vpc["VpcId"]]}])
     assert [(f["TrafficType"], f["LogGroupName"]) for f in flow_logs["FlowLogs"]] == [("ALL", FLOW_GROUP)]
 

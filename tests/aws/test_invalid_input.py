@@ -54,6 +54,8 @@ CASES = [
      "aws_enclave_log_kms_key_id: 'alias/logs' is not a KMS key ARN"),
     ("CloudTrail bucket name", {"airlock_aws_cloudtrail_enabled": True, "aws_enclave_cloudtrail_bucket": "Bad_Bucket"},
      "aws_enclave_cloudtrail_bucket: 'Bad_Bucket' is not an S3 bucket name"),
+    ("ACME zone given by name, not id", {"airlock_aws_acme_route53_zone_id": "example.org"},
+     "aws_enclave_acme_route53_zone_id: 'example.org' is not a Route 53 hosted zone id"),
     ("CloudTrail without the evidence set", {"airlock_aws_cloudtrail_enabled": True,
                                              "airlock_aws_evidence_enabled": False},
      "aws_enclave_cloudtrail_enabled: is true, but aws_enclave_evidence_enabled is false"),

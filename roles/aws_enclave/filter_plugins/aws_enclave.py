@@ -459,6 +459,55 @@ def _dedupe_rules(rules):
     return out
 
 
+ACME_ZONE_ID = re.compile(r"^Z[0-9A-Z]{1,32}$")
+
+
+def airlock_acme_input_errors(inputs):
+    """The proxy's Route 53 grant for ACME dns-01: a hosted zone id and the names the
+    certificate covers, both or neither; each message names its variable."""
+    errors = []
+    zone = inputs.get("acme_route53_zone_id") or ""
+    names = inputs.get("acme_names")
+    if not isinstance(zone, str) or (zone and not ACME_ZONE_ID.match(zone)):
+        errors.append(f"{PREFIX}acme_route53_zone_id: {zone!r} is not a Route 53 hosted zone id (like Z0123456789ABC)")
+    if not isinstance(names, list):
+        errors.append(f"{PREFIX}acme_names: must be a list of the certificate's host names")
+        return errors
+    for name in names:
+        if not checks.is_fqdn(name):
+            errors.append(f"{PREFIX}acme_names: {name!r} is not a fully qualified host name")
+    if zone and not names:
+        errors.append(f"{PREFIX}acme_names: empty, but {PREFIX}acme_route53_zone_id is set (name the certificate's hosts)")
+    if names and not zone:
+        errors.append(f"{PREFIX}acme_route53_zone_id: empty, but {PREFIX}acme_names is set")
+    return errors
+
+
+def airlock_acme_route53_policy(zone_id, names):
+    """The proxy's inline policy for ACME dns-01 on Route 53: TXT records named
+    _acme-challenge.<name> in that one zone (UPSERT and DELETE only), reading the zone,
+    waiting for a change, and finding a zone by name; nothing else."""
+    zone_arn = f"arn:aws:route53:::hostedzone/{zone_id}"
+    records = sorted(f"_acme-challenge.{n.rstrip('.').lower()}" for n in names)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "AcmeChallengeRecordOnly", "Effect": "Allow", "Action": "route53:ChangeResourceRecordSets",
+             "Resource": zone_arn,
+             "Condition": {"ForAllValues:StringEquals": {
+                 "route53:ChangeResourceRecordSetsRecordTypes": ["TXT"],
+                 "route53:ChangeResourceRecordSetsNormalizedRecordNames": records,
+                 "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"]}}},
+            {"Sid": "AcmeChallengeReadTheZone", "Effect": "Allow",
+             "Action": ["route53:GetHostedZone", "route53:ListResourceRecordSets"], "Resource": zone_arn},
+            {"Sid": "AcmeChallengeWaitForTheChange", "Effect": "Allow", "Action": "route53:GetChange",
+             "Resource": "arn:aws:route53:::change/*"},
+            {"Sid": "AcmeChallengeFindTheZoneByName", "Effect": "Allow", "Action": "route53:ListHostedZonesByName",
+             "Resource": "*"},
+        ],
+    }
+
+
 class FilterModule:
     """aws_enclave's filters (see the module docstring)."""
 
@@ -467,6 +516,8 @@ class FilterModule:
             "airlock_is_instance_type": airlock_is_instance_type,
             "airlock_is_ssh_public_key": airlock_is_ssh_public_key,
             "airlock_aws_input_errors": airlock_aws_input_errors,
+            "airlock_acme_input_errors": airlock_acme_input_errors,
+            "airlock_acme_route53_policy": airlock_acme_route53_policy,
             "airlock_nacl_entries": airlock_nacl_entries,
             "airlock_security_group_rules": airlock_security_group_rules,
             "airlock_tagged": airlock_tagged,
