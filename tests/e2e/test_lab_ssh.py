@@ -18,6 +18,7 @@ import os
 import re
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,9 +34,17 @@ RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s
 
 
 def playbook(*args: str, timeout: int = 2400) -> subprocess.CompletedProcess:
-    env = {**os.environ, **LAB, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
-    cmd = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), *INVENTORY, *args]
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    """One ansible-playbook run with control sockets of its own: ansible.cfg keeps SSH
+    masters for 300 s, so without this a rerun right after a converge would go through the
+    first run's open connections and never log in through what that run hardened."""
+    with tempfile.TemporaryDirectory(prefix="airlock-cp-", dir="/tmp") as sockets:
+        env = {**os.environ, **LAB, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+               "ANSIBLE_SSH_CONTROL_PATH_DIR": sockets}
+        cmd = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), *INVENTORY, *args]
+        res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        # Close the masters this run left behind before their directory goes.
+        for sock in Path(sockets).iterdir():
+            subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "x"], capture_output=True, timeout=30)
     (ROOT / "reports").mkdir(exist_ok=True)
     name = "e2e-ssh-" + "-".join(re.sub(r"[^a-z0-9]+", "_", a.lower()).strip("_") for a in args)[:80]
     (ROOT / "reports" / f"{name}.log").write_text(res.stdout + res.stderr)
@@ -101,12 +110,15 @@ def test_rerun_through_the_hardened_hosts_changes_nothing():
     """The idempotent rerun logs in through what the first converge hardened (sshd's
     AllowUsers and keys only, UFW and fail2ban on the proxy, the server's input chain): no
     lockout, ProxyJump still working, and nothing to change."""
+    before_proxy = accepted(f"{PREFIX}-proxy", "ubuntu", CONTROLLER)
     before = accepted(f"{PREFIX}-openhands", "ubuntu", PROXY_PRIVATE)
     res = playbook("site.yml")
     ok(res)
     changed = {h: r["changed"] for h, r in recap(res).items() if r["changed"]}
     assert recap(res) and not changed, f"second run over SSH changed something: {changed}"
     assert {"airlock-lab-proxy", "airlock-lab-openhands"} <= set(recap(res))
+    # New logins, not the first run's connections: each run has control sockets of its own.
+    assert accepted(f"{PREFIX}-proxy", "ubuntu", CONTROLLER) > before_proxy
     assert accepted(f"{PREFIX}-openhands", "ubuntu", PROXY_PRIVATE) > before
     config = docker("exec", f"{PREFIX}-proxy", "sshd", "-T")
     assert "allowusers ubuntu" in config and "passwordauthentication no" in config, config
