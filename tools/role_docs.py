@@ -10,6 +10,7 @@ variables heading; prose about the variables stays outside them). One row per op
 entry point of meta/argument_specs.yml: name, type, default, description. The default is the
 value in defaults/main.yml as YAML flow text (a Jinja template as written), ``required`` for
 a required option, and the spec's own default for an option defaults/main.yml does not set.
+Below them, the role's sub-tags from tasks/main.yml: what each runs and its switch (`when:`).
 tests/unit/test_role_docs.py runs --check, so a table that differs from the specs fails the
 unit stage, and checks that defaults/main.yml and the specs agree.
 """
@@ -99,8 +100,32 @@ def render(role: Path) -> str:
             lines.append("| (none) | | | |")
         for name, option in options.items():
             lines.append(f"| `{name}` | {_type(option)} | {_default(name, option, defaults)} | {_description(option)} |")
+    lines += tags_table(role)
     lines += ["", END]
     return "\n".join(lines)
+
+
+def tags_table(role: Path) -> list[str]:
+    """The sub-tags of tasks/main.yml (imports tagged other than the role's own tag and
+    `always`): what each runs, and the switch that turns that part off, if any."""
+    rows: dict[str, list[tuple[str, str]]] = {}
+    for entry in load_yaml(role / "tasks" / "main.yml") or []:
+        if "ansible.builtin.import_tasks" not in entry:
+            continue
+        when = entry.get("when")
+        when = " and ".join(when) if isinstance(when, list) else (when or "")
+        for tag in entry.get("tags") or []:
+            if tag not in (role.name, "always"):
+                rows.setdefault(tag, []).append((entry.get("name", entry["ansible.builtin.import_tasks"]), when))
+    if not rows:
+        return []
+    lines = ["", f"Tags: `--tags {role.name}` runs the whole role (the input checks always run); each of these runs a part.",
+             "", "| Tag | Runs | Only when |", "|---|---|---|"]
+    for tag, parts in rows.items():
+        runs = "; ".join(_cell(name) for name, _ in parts)
+        whens = "; ".join(dict.fromkeys(_code(w) for _, w in parts if w))
+        lines.append(f"| `{tag}` | {runs} | {whens} |")
+    return lines
 
 
 def update(text: str, block: str, readme: Path) -> str:

@@ -39,6 +39,22 @@ def test_a_stale_table_fails_the_check_and_is_rewritten(tmp_path, capsys):
     assert role_docs.main(["--check", *args]) == 0
 
 
+def test_a_new_sub_tag_makes_the_table_stale(tmp_path, capsys):
+    """The tags table follows tasks/main.yml: a concern given a sub-tag and a switch shows up."""
+    role = tmp_path / "roles" / "host_baseline"
+    shutil.copytree(ROOT / "roles" / "host_baseline", role)
+    main = role / "tasks" / "main.yml"
+    main.write_text(main.read_text().replace(
+        "  tags: [host_baseline, host_baseline_apt_proxy]\n",
+        "  when: host_baseline_apt_proxy_enabled\n  tags: [host_baseline, host_baseline_apt_proxy, host_baseline_apt]\n", 1))
+    args = ["--roles-dir", str(tmp_path / "roles"), "host_baseline"]
+    assert role_docs.main(["--check", *args]) == 1
+    assert role_docs.main(args) == 0
+    text = (role / "README.md").read_text()
+    assert "| `host_baseline_apt` | Apt proxy | `host_baseline_apt_proxy_enabled` |" in text
+    assert "| `host_baseline_apt_proxy` | Apt proxy | `host_baseline_apt_proxy_enabled` |" in text
+
+
 def test_a_readme_without_markers_is_refused(tmp_path):
     role = tmp_path / "roles" / "auditd"
     shutil.copytree(ROOT / "roles" / "auditd", role)
