@@ -18,6 +18,7 @@ until reboot (-e 2). Both are checked for content instead.
 Needs root and the auditd package (auditctl, auditd, ausearch). Skips only when the
 kernel refuses audit.
 """
+import fcntl
 import os
 import re
 import shlex
@@ -59,13 +60,18 @@ def kernel_audit():
         pytest.skip("needs root: loading audit rules requires CAP_AUDIT_CONTROL")
     for tool in ("auditctl", "auditd", "ausearch"):
         assert shutil.which(tool), f"{tool} not found: install the auditd package (apt-get install auditd)"
+    # The kernel's audit rules are one per machine: the same lock as every other test that
+    # changes them (test_audit_netfilter_alert.py deletes rules and turns auditing off).
+    lock = open("/tmp/airlock-audit-kernel.lock", "w")  # noqa: SIM115 (held for the module)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     probe = run("auditctl", "-s", check=False)
     if probe.returncode != 0:
         pytest.skip(f"the kernel refuses audit here: auditctl -s -> {probe.stderr.strip()}")
     status = audit_status()
     if status.get("enabled") == "2":
         pytest.skip("the kernel audit rules are immutable (-e 2) until reboot; no rule can be added")
-    return status
+    yield status
+    lock.close()
 
 
 @pytest.fixture(scope="module")
