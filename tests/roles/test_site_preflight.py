@@ -150,6 +150,25 @@ def test_the_lab_over_ssh_connects_with_the_aws_inventorys_own_files():
         assert link.is_symlink() and link.resolve() == ROOT / "inventories" / "lab" / "group_vars" / "all" / name
 
 
+@pytest.mark.parametrize("user", ["ubuntu", "ops"])
+def test_the_connection_files_admit_the_login_user_alone_through_the_jump_host(tmp_path, user):
+    """The AWS inventory's connection files (linked as group_vars/<tier>/10-ssh.yml, after
+    the mapping), as an operator's inventory loads them: both tiers log in as
+    airlock_ssh_user, sshd there admits that user alone (host_baseline_ssh_allow_users), and
+    the server is reached through the first proxy's address (ProxyJump). A login user other
+    than the images' own follows the variable everywhere (the second case). The e2e test
+    tests/e2e/test_lab_ssh.py runs this connection against the hardened hosts."""
+    inv = inventory(tmp_path, {}, {"proxy": {"ansible_host": "198.51.100.10", "airlock_ssh_user": user},
+                                   "openhands": {"airlock_ssh_user": user}})
+    for group in ("proxy", "openhands"):
+        (inv / "group_vars" / group / "10-ssh.yml").symlink_to(ROOT / "inventories" / "common" / "connection" / f"{group}.yml")
+    for host in ("preflight-proxy", "preflight-server"):
+        assert shown(inv, host, "ansible_user") == user
+        assert shown(inv, host, "host_baseline_ssh_allow_users") == [user]
+    assert shown(inv, "preflight-server", "ansible_ssh_common_args").split() == ["-o", f"ProxyJump={user}@198.51.100.10"]
+    assert "ansible_ssh_common_args" not in shown(inv, "preflight-proxy", "vars")
+
+
 @pytest.mark.parametrize("override", [None, ["/etc/ssl/certs/custom-proxy.pem"]])
 def test_the_inventory_overrides_a_mapped_role_variable(tmp_path, override):
     """monitoring_cert_paths, which the shared mapping sets for the proxy, takes the value an
