@@ -15,10 +15,12 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +34,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def push(port: int, name: str, tag: str) -> str:
+    """Build a one-file image for `name` (its content names the tag) and push it to the
+    registry on `port`; the image id."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        payload = f"airlock image fetch test: {name} {tag}\n".encode()
+        info = tarfile.TarInfo(f"etc/{name.replace('/', '-')}")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    local = f"airlock/fetch-test-{name.split('/')[1]}:{tag}"
+    subprocess.run(["docker", "import", "-", local], input=data.getvalue(), check=True, capture_output=True)
+    subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"docker-daemon:{local}",
+                    f"docker://127.0.0.1:{port}/{name}:{tag}"], check=True, capture_output=True)
+    return subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", local], check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -54,30 +73,19 @@ def registry(tmp_path_factory):
             break
         except OSError:
             time.sleep(0.3)
-    images = {}
-    for name in ("openhands/openhands", "openhands/agent-server"):
-        data = io.BytesIO()
-        with tarfile.open(fileobj=data, mode="w") as tar:
-            payload = f"airlock image fetch test: {name}\n".encode()
-            info = tarfile.TarInfo(f"etc/{name.replace('/', '-')}")
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-        local = f"airlock/fetch-test-{name.split('/')[1]}:1.0"
-        subprocess.run(["docker", "import", "-", local], input=data.getvalue(), check=True, capture_output=True)
-        remote = f"127.0.0.1:{port}/{name}"
-        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"docker-daemon:{local}",
-                        f"docker://{remote}:1.0"], check=True, capture_output=True)
-        images[name] = {"remote": remote, "id": subprocess.run(
-            ["docker", "image", "inspect", "-f", "{{.Id}}", local], check=True, capture_output=True, text=True).stdout.strip()}
-    yield images
+    images = {name: {"remote": f"127.0.0.1:{port}/{name}", "id": push(port, name, "1.0")}
+              for name in ("openhands/openhands", "openhands/agent-server")}
+    yield {"images": images, "data": root / "data", "port": port}
     proc.terminate()
     proc.wait(timeout=10)
     for name, image in images.items():
-        subprocess.run(["docker", "image", "rm", "-f", f"airlock/fetch-test-{name.split('/')[1]}:1.0",
-                        f"{image['remote']}:1.0"], capture_output=True)
+        for tag in ("1.0", "2.0"):
+            subprocess.run(["docker", "image", "rm", "-f", f"airlock/fetch-test-{name.split('/')[1]}:{tag}",
+                            f"{image['remote']}:{tag}"], capture_output=True)
 
 
-def fetch(tmp_path: Path, registry: dict, tag: str = "1.0", **extra) -> subprocess.CompletedProcess:
+def fetch(tmp_path: Path, registry: dict, tag: str = "1.0", background: bool = False, **extra):
+    registry = registry["images"]
     variables = {
         "openhands_image_source": "controller",
         "openhands_image_fetch_dir": str(tmp_path / "images"),
@@ -92,9 +100,12 @@ def fetch(tmp_path: Path, registry: dict, tag: str = "1.0", **extra) -> subproce
         {"ansible.builtin.include_role": {"name": "openhands", "tasks_from": "fetch"}, "vars": variables}]}]
     (tmp_path / "play.yml").write_text(json.dumps(play))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
-    return subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           "-e", f"ansible_python_interpreter={sys.executable}", str(tmp_path / "play.yml")],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    argv = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+            "-e", f"ansible_python_interpreter={sys.executable}", str(tmp_path / "play.yml")]
+    if background:  # a session of its own: the test kills the run and its skopeo together
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
 
 
 def changed(res: subprocess.CompletedProcess) -> int:
@@ -106,7 +117,7 @@ def test_the_controller_fetches_archives_that_load_into_the_pushed_images(tmp_pa
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     archives = sorted((tmp_path / "images").glob("*.tar"))
     assert len(archives) == 2 and not list((tmp_path / "images").glob("*.part")), archives
-    for name, image in registry.items():
+    for name, image in registry["images"].items():
         archive = tmp_path / "images" / f"{image['remote'].replace('/', '_').replace(':', '_')}-1.0.tar"
         subprocess.run(["docker", "image", "rm", "-f", f"{image['remote']}:1.0"], capture_output=True)
         loaded = subprocess.run(["docker", "load", "-i", str(archive)], capture_output=True, text=True, check=True).stdout
@@ -123,6 +134,140 @@ def test_a_tag_missing_from_the_registry_fails_and_leaves_no_archive(tmp_path, r
     assert res.returncode != 0 and "skopeo" in res.stdout + res.stderr, res.stdout[-2000:]
     assert list((tmp_path / "images").iterdir()) == [] or not any(
         p.suffix == ".tar" for p in (tmp_path / "images").iterdir()), list((tmp_path / "images").iterdir())
+
+
+def test_a_failed_copy_leaves_no_archive_and_the_rerun_completes_it(tmp_path, registry):
+    """A copy that fails half-way (the registry loses a layer of the app's image after
+    serving its manifest) leaves no file at the archive's path, which the next run would
+    take for a whole image and ship to the server. The agent server's archive, copied
+    whole, stays. Once the layer is back, the rerun fetches the app's image alone, and its
+    archive loads the pushed image. (skopeo removes its own output when a copy fails; a run
+    that is killed is the next test.)"""
+    port, images = registry["port"], registry["images"]
+    ids = {name: push(port, name, "2.0") for name in images}
+    manifest = json.loads(subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{images['openhands/openhands']['remote']}:2.0"],
+        check=True, capture_output=True, text=True).stdout)
+    digest = manifest["layers"][-1]["digest"].split(":", 1)[1]
+    blob = registry["data"] / "docker" / "registry" / "v2" / "blobs" / "sha256" / digest[:2] / digest / "data"
+    assert blob.is_file(), blob
+    saved = tmp_path / "layer"
+    blob.rename(saved)
+    try:
+        broken = fetch(tmp_path, registry, tag="2.0")
+    finally:
+        saved.rename(blob)
+    app = tmp_path / "images" / f"{images['openhands/openhands']['remote'].replace('/', '_').replace(':', '_')}-2.0.tar"
+    agent = tmp_path / "images" / f"{images['openhands/agent-server']['remote'].replace('/', '_').replace(':', '_')}-2.0.tar"
+    assert broken.returncode != 0, broken.stdout[-2000:]
+    assert not app.exists(), f"an interrupted fetch left {app.name} ({app.stat().st_size} bytes)"
+    assert agent.is_file()
+    rerun = fetch(tmp_path, registry, tag="2.0")
+    assert rerun.returncode == 0 and changed(rerun) == 1, (rerun.stdout + rerun.stderr)[-2000:]
+    remote = f"{images['openhands/openhands']['remote']}:2.0"
+    subprocess.run(["docker", "image", "rm", "-f", remote], capture_output=True)
+    subprocess.run(["docker", "load", "-i", str(app)], capture_output=True, text=True, check=True)
+    got = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", remote], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert got == ids["openhands/openhands"]
+
+
+class StallingProxy:
+    """A TCP relay to the registry that, once it has passed on the request for one blob,
+    passes on the first 64 KiB of the answer and then holds the connection open: a copy
+    stuck half-way through a layer, as on a link that died. `stalling = False` relays all."""
+
+    def __init__(self, upstream: int, blob: str):
+        self.upstream, self.blob, self.stalling = upstream, blob.encode(), True
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stalled = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            state = {"asked": False}
+            threading.Thread(target=self._pipe, args=(client, server, state, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, state, False), daemon=True).start()
+
+    def _pipe(self, src, dst, state, request):
+        passed = 0
+        try:
+            while data := src.recv(65536):
+                if request and self.stalling and self.blob in data:
+                    state["asked"] = True
+                elif not request and state["asked"]:
+                    data = data[:max(0, 65536 - passed)]
+                    passed += len(data)
+                    if not data:
+                        self.stalled.set()
+                        threading.Event().wait()  # hold the connection open, send nothing
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_run_killed_mid_copy_leaves_no_archive_and_the_rerun_completes_it(tmp_path, registry):
+    """The controller's run dies while skopeo is half-way through a layer (killed, as by a
+    lost session or a power cut). skopeo had already created its output: written straight
+    to the archive's path, that empty file would be taken for the image by every later run
+    and shipped to the server. The role's partial file keeps the path free, and the rerun
+    (the link back) fetches the image whole; its archive loads the pushed image."""
+    port, images = registry["port"], registry["images"]
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        payload = os.urandom(4 * 1024 * 1024)  # incompressible: the layer is still on the way at 64 KiB
+        info = tarfile.TarInfo("opt/app.bin")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    local = "airlock/fetch-test-openhands:3.0"
+    subprocess.run(["docker", "import", "-", local], input=data.getvalue(), check=True, capture_output=True)
+    subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"docker-daemon:{local}",
+                    f"docker://127.0.0.1:{port}/openhands/openhands:3.0"], check=True, capture_output=True)
+    image_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", local], check=True, capture_output=True,
+                              text=True).stdout.strip()
+    push(port, "openhands/agent-server", "3.0")
+    manifest = json.loads(subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://127.0.0.1:{port}/openhands/openhands:3.0"],
+        check=True, capture_output=True, text=True).stdout)
+    proxy = StallingProxy(port, "blobs/" + manifest["layers"][-1]["digest"])
+    stuck = {"images": {name: {"remote": f"127.0.0.1:{proxy.port}/{name}"} for name in images}}
+    archive = tmp_path / "images" / f"127.0.0.1_{proxy.port}_openhands_openhands-3.0.tar"
+    try:
+        run = fetch(tmp_path, stuck, tag="3.0", background=True)
+        try:
+            assert proxy.stalled.wait(120), "the copy never reached the layer"
+            time.sleep(1)
+            left = sorted(p.name for p in (tmp_path / "images").iterdir())
+        finally:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=30)
+        assert left, "skopeo had written nothing: the kill proves nothing"
+        assert not archive.exists(), f"a killed fetch left {archive.name} ({archive.stat().st_size} bytes): {left}"
+        proxy.stalling = False
+        rerun = fetch(tmp_path, stuck, tag="3.0")
+        assert rerun.returncode == 0 and changed(rerun) == 1, (rerun.stdout + rerun.stderr)[-2000:]
+    finally:
+        proxy.close()
+        subprocess.run(["docker", "image", "rm", "-f", local], capture_output=True)
+    assert not list((tmp_path / "images").glob("*.part"))
+    remote = f"127.0.0.1:{proxy.port}/openhands/openhands:3.0"
+    loaded = subprocess.run(["docker", "load", "-i", str(archive)], capture_output=True, text=True, check=True).stdout
+    try:
+        assert remote in loaded, loaded
+        got = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", remote], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        assert got == image_id
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", remote], capture_output=True)
 
 
 @pytest.mark.parametrize("extra,message", [
