@@ -14,6 +14,8 @@ the test creates (the host's own firewall is never touched):
   - a program the rules do not know (python's own copy of the nft binary path) -> critical
   - `auditctl -d` of a rule (or -D on an otherwise empty rule list) and `auditctl -e 0`
     -> critical audit_tamper alerts
+  - a firewall tool run by a daemon (fail2ban's bans) -> logged under firewall_daemon, no
+    alert; the same from a login session -> the audit watcher's firewall alert
 
 Everything is removed again: the rules the test added, the kernel's enabled flag, the private
 auditd (started only when none runs) and alertd. The machine is shared and busy (other tests
@@ -147,7 +149,8 @@ def setup(kernel_audit, tmp_path_factory):
         cfg = {"host": "netfilter-test", "dedup_window": 0, "poll_interval": 0.2,
                "watchers": [{"type": "netfilter", "source": {"file": str(log)},
                              "low_keys": ["netfilter_daemon", "airlock_egress_admin"]},
-                            {"type": "audit_tamper", "source": {"file": str(log)}}],
+                            {"type": "audit_tamper", "source": {"file": str(log)}},
+                            {"type": "audit", "source": {"file": str(log)}, "keys": ["firewall"]}],
                "sinks": [{"type": "log", "path": str(alerts)}]}
         (tmp / "alertd.json").write_text(json.dumps(cfg))
         alertd = subprocess.Popen([sys.executable, str(ALERTD), "--config", str(tmp / "alertd.json")],
@@ -235,6 +238,24 @@ def test_unknown_program_alerts_critical(setup):
     in_netns([str(other), "add", "table", "inet", "airlock_probe_other"], UNSET)
     (a,) = alerts_matching(setup, changed_table("airlock_probe_other"))
     assert a["severity"] == "critical" and a["details"]["keys"] == [] and a["details"]["exe"] == str(other), a
+
+
+def test_a_daemons_firewall_tool_is_logged_not_alerted_beside_a_login_sessions(setup):
+    """fail2ban's ban action and dockerd run the firewall tools without a login session:
+    each run is in the log under its own key (firewall_daemon), and the audit watcher, which
+    alerts on the tools' key (firewall), says nothing; the same tool from a login session
+    alerts (the positive control). Before, every ban on the proxy was a critical alert."""
+    in_netns(["nft", "list", "tables"], UNSET)
+    assert log_has(setup, r'type=SYSCALL .*exe="/usr/sbin/nft".*key="firewall_daemon"'), \
+        "the daemon's run of nft is not in the log under firewall_daemon"
+    in_netns(["nft", "list", "tables"], 1002)
+    # (the audit watcher reports the log's enriched AUID: a name, or unknown(N) for no user)
+    login = alerts_matching(setup, lambda a: a["type"] == "audit" and a["details"]["key"] == "firewall"
+                            and a["details"]["auid"] in ("1002", "unknown(1002)"))
+    assert login and login[0]["details"]["exe"] == "/usr/sbin/nft", login
+    daemon = alerts_matching(setup, lambda a: a["type"] == "audit" and a["details"]["auid"] in ("unset", UNSET, "-1"),
+                             timeout=3, want=False)
+    assert daemon == [], daemon
 
 
 def test_audit_rule_removal_and_audit_off_alert(setup):
