@@ -74,7 +74,7 @@ def test_a_daemons_firewall_tool_run_takes_its_own_key_first(host):
     # firewall_daemon before the tool's exec watch (firewall, which alerts) can match it.
     lines = [ln for ln in host.file("/etc/audit/audit.rules").content_string.splitlines() if ln.startswith(("-a", "-w"))]
     for tool in ("/usr/sbin/nft", "/usr/sbin/ufw"):
-        daemon = f"-a always,exit -F path={tool} -F perm=x -F auid=unset -k firewall_daemon"
+        daemon = f"-a always,exit -F arch=b64 -F path={tool} -F perm=x -F auid=unset -k firewall_daemon"
         watch = f"-w {tool} -p x -k firewall"
         if watch not in lines:  # the parent directory is missing in this image: both wait
             continue
