@@ -1,6 +1,7 @@
 """The S3 backup repository against moto: the bucket's settings, each tier's prefix-scoped
-grant, the S3 gateway endpoint and its policy, the inventory's mapping onto the backup
-role, drift, idempotence and teardown.
+grant, the S3 gateway endpoint and its policy, the security group rules to S3's prefix
+list and the network ACL entries, the inventory's mapping onto the backup role, drift,
+idempotence and teardown.
 
 iota runs with the AWS inventory's defaults (backup bucket and evidence on). Everything is
 read back with boto3 and compared exactly. moto does not evaluate IAM or endpoint policies
@@ -193,6 +194,35 @@ def test_gateway_endpoint_policy_admits_this_bucket_only(clients):
     assert not allowed(policy, "s3:PutBucketPolicy", BUCKET_ARN)
 
 
+def test_security_groups_open_443_to_s3s_prefix_list_only(clients, route_tables):
+    """Both hosts may open 443 to the prefix list the endpoint's routes name, and the server
+    to nothing else outside the VPC on 443 (no LLM host names here: no 0.0.0.0/0 rule)."""
+    ec2 = clients["ec2"]
+    (endpoint,) = s3_endpoints(ec2)
+    fresh = ec2.describe_route_tables(RouteTableIds=[route_tables[f"airlock-{ENV}-private-rt"]["RouteTableId"]])
+    (prefix_list,) = [r["DestinationPrefixListId"] for r in fresh["RouteTables"][0]["Routes"]
+                      if r.get("GatewayId") == endpoint["VpcEndpointId"]]
+    groups = {g["GroupName"]: g for g in ec2.describe_security_groups(
+        Filters=[{"Name": "tag:environment", "Values": [ENV]}])["SecurityGroups"]}
+    for name in (f"airlock-{ENV}-proxy", f"airlock-{ENV}-server"):
+        to_lists = [(p["FromPort"], p["ToPort"], [x["PrefixListId"] for x in p.get("PrefixListIds", [])])
+                    for p in groups[name]["IpPermissionsEgress"] if p.get("PrefixListIds")]
+        assert to_lists == [(443, 443, [prefix_list])], name
+    server_443 = [p for p in groups[f"airlock-{ENV}-server"]["IpPermissionsEgress"]
+                  if p.get("FromPort") == 443 and p.get("IpRanges")]
+    assert server_443 == [], server_443
+
+
+def test_network_acls_carry_443_out_of_both_subnets(clients):
+    def entries(name, egress):
+        (nacl,) = clients["ec2"].describe_network_acls(Filters=[{"Name": "tag:Name", "Values": [name]}])["NetworkAcls"]
+        return {(e["CidrBlock"], e["PortRange"]["From"], e["PortRange"]["To"])
+                for e in nacl["Entries"] if e["Egress"] == egress and e["RuleNumber"] != 32767}
+    assert ("0.0.0.0/0", 443, 443) in entries(f"airlock-{ENV}-private-nacl", egress=True)
+    assert ("0.0.0.0/0", 1024, 65535) in entries(f"airlock-{ENV}-private-nacl", egress=False)
+    assert ("0.0.0.0/0", 443, 443) in entries(f"airlock-{ENV}-public-nacl", egress=True)
+
+
 # --- The inventory's mapping onto the backup role ---------------------------------------------------
 
 
@@ -263,8 +293,12 @@ def test_drift_is_repaired(repaired, clients):
 
 @pytest.fixture(scope="module")
 def torn_down(playbook, repaired, clients):
-    """Teardown with backups in the bucket: two versions of one object and a delete marker."""
+    """Teardown with backups in the bucket: two versions of one object and a delete marker.
+    moto evaluates a bucket policy's conditions without the request's context, so its
+    conditional Deny (no TLS) refuses every object call: the objects go in with the policy
+    taken off (teardown does not depend on it)."""
     s3 = clients["s3"]
+    s3.delete_bucket_policy(Bucket=BUCKET)
     for body in (b"one", b"two"):
         s3.put_object(Bucket=BUCKET, Key="airlock/openhands/config", Body=body)
     s3.delete_object(Bucket=BUCKET, Key="airlock/openhands/config")
