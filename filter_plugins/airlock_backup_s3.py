@@ -19,6 +19,14 @@ from __future__ import annotations
 import re
 
 PREFIX = "aws_enclave_"
+# The AWS inventory's names for these variables (inventories/aws/group_vars/all.yml): every
+# message names both, so a user who set the airlock_* one finds it.
+USER_NAMES = {
+    "backup_bucket": "airlock_aws_backup_s3_bucket",
+    "backup_prefix": "airlock_aws_backup_s3_prefix",
+    "backup_noncurrent_days": "airlock_aws_backup_s3_noncurrent_days",
+    "backup_kms_key_id": "airlock_aws_backup_s3_kms_key_id",
+}
 POLICY_VERSION = "2012-10-17"
 TIERS = ("proxy", "openhands")
 # S3's rules for a bucket name (general purpose buckets): 3-63 of [a-z0-9.-], starting and
@@ -93,35 +101,37 @@ def airlock_backup_s3_input_errors(inputs):
 
     Only when ``backup_bucket_enabled``.
     """
-    p = PREFIX
+    def p(key):
+        return f"{PREFIX}{key} ({USER_NAMES[key]})"
+
     errors = []
     if not inputs.get("backup_bucket_enabled"):
         return errors
     given = inputs.get("backup_bucket") or ""
     if not isinstance(given, str):
-        errors.append(f"{p}backup_bucket: must be a string (an S3 bucket name) or empty")
+        errors.append(f"{p('backup_bucket')}: must be a string (an S3 bucket name) or empty")
     else:
         name = airlock_backup_bucket_name(inputs)
         if given and not airlock_is_bucket_name(given):
-            errors.append(f"{p}backup_bucket: {given!r} is not an S3 bucket name (3-63 of [a-z0-9-], starting and "
+            errors.append(f"{p('backup_bucket')}: {given!r} is not an S3 bucket name (3-63 of [a-z0-9-], starting and "
                           "ending with a letter or digit; no dots, no reserved prefix or suffix)")
         elif not given and not airlock_is_bucket_name(name):
-            errors.append(f"{p}backup_bucket: the default name {name!r} (project-environment-region-account-backup) "
+            errors.append(f"{p('backup_bucket')}: the default name {name!r} (project-environment-region-account-backup) "
                           "is not a valid S3 bucket name (over 63 characters?); set one")
     prefix = inputs.get("backup_prefix")
     if not isinstance(prefix, str) or not KEY_PREFIX.match(prefix) or len(prefix) > 200:
-        errors.append(f"{p}backup_prefix: {prefix!r} must be path elements of [A-Za-z0-9._-] separated by single "
+        errors.append(f"{p('backup_prefix')}: {prefix!r} must be path elements of [A-Za-z0-9._-] separated by single "
                       "slashes, without a slash at either end (the tiers' prefixes are <prefix>/proxy, <prefix>/openhands)")
     days = inputs.get("backup_noncurrent_days")
     number = _int(days)
     if number is None or number < 1 or number > 36500:
-        errors.append(f"{p}backup_noncurrent_days: {days!r} must be a whole number of days from 1 to 36500 "
+        errors.append(f"{p('backup_noncurrent_days')}: {days!r} must be a whole number of days from 1 to 36500 "
                       "(how long S3 keeps a replaced or deleted backup object)")
     kms = inputs.get("backup_kms_key_id") or ""
     if kms and not KMS_KEY_ARN.match(str(kms)):
-        errors.append(f"{p}backup_kms_key_id: {kms!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)")
+        errors.append(f"{p('backup_kms_key_id')}: {kms!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)")
     elif kms and f":kms:{inputs.get('region')}:" not in kms:
-        errors.append(f"{p}backup_kms_key_id: {kms!r} is not in {p}region {inputs.get('region')!r}; "
+        errors.append(f"{p('backup_kms_key_id')}: {kms!r} is not in {PREFIX}region {inputs.get('region')!r}; "
                       "S3 needs a key of the bucket's region")
     return errors
 
