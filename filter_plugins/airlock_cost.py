@@ -12,8 +12,12 @@ inputs: ``{"instances": [{"name", "type", "volume_gb"}], "nat_gateway": bool,
 "stored_gb", "cloudtrail": bool, "trail_gb"}``: the logs interface endpoint (its hours,
 and the hosts' logs as its data), CloudWatch Logs ingestion of the hosts' logs and of the
 flow logs (vended-log price), storage, and the trail's S3 bucket (the first trail of
-management events is free). Returns ``{"lines": [{"item", "quantity", "unit_price",
-"monthly", "evidence"}], "total": float, "evidence_total": float}``; monthly figures
+management events is free). ``backup`` (optional): ``{"enabled", "stored_gb", "put_requests",
+"get_requests"}``: the S3 backup bucket (storage, with the noncurrent versions it keeps, and
+requests, prices ``"s3_gb_month", "s3_put_per_1000", "s3_get_per_1000"``) and its gateway
+endpoint (free, and no NAT data charge for what goes through it). Returns ``{"lines": [{"item", "quantity", "unit_price",
+"monthly", "evidence", "backup"}], "total": float, "evidence_total": float,
+"backup_total": float}``; monthly figures
 rounded to cents. An instance type missing from the price table is an error naming it (a
 silent $0 would lie).
 
@@ -27,9 +31,9 @@ def airlock_monthly_cost(inputs, prices):
     hours = float(prices["hours_per_month"])
     lines = []
 
-    def add(item, quantity, unit_price, monthly, evidence=False):
+    def add(item, quantity, unit_price, monthly, evidence=False, backup=False):
         lines.append({"item": item, "quantity": quantity, "unit_price": unit_price, "monthly": round(monthly, 2),
-                      "evidence": evidence})
+                      "evidence": evidence, "backup": backup})
 
     for inst in inputs.get("instances", []):
         try:
@@ -59,8 +63,26 @@ def airlock_monthly_cost(inputs, prices):
     evidence = inputs.get("evidence") or {}
     if evidence.get("enabled"):
         _evidence_lines(evidence, prices, hours, add)
+    backup = inputs.get("backup") or {}
+    if backup.get("enabled"):
+        _backup_lines(backup, prices, add)
     return {"lines": lines, "total": round(sum(line["monthly"] for line in lines), 2),
-            "evidence_total": round(sum(line["monthly"] for line in lines if line["evidence"]), 2)}
+            "evidence_total": round(sum(line["monthly"] for line in lines if line["evidence"]), 2),
+            "backup_total": round(sum(line["monthly"] for line in lines if line["backup"]), 2)}
+
+
+def _backup_lines(backup, prices, add):
+    """The S3 backup bucket's lines (aws_enclave_backup_bucket_enabled)."""
+    add("Backups: S3 gateway endpoint (no hourly or data charge)", "1 endpoint", "$0", 0.0, backup=True)
+    stored = float(backup.get("stored_gb", 0))
+    add("Backups: S3 Standard storage (restic repositories, noncurrent versions)", f"{stored:g} GB",
+        f"${prices['s3_gb_month']}/GB-month", stored * float(prices["s3_gb_month"]), backup=True)
+    puts = float(backup.get("put_requests", 0))
+    add("Backups: S3 PUT/LIST requests", f"{puts:g}", f"${prices['s3_put_per_1000']}/1000",
+        puts / 1000 * float(prices["s3_put_per_1000"]), backup=True)
+    gets = float(backup.get("get_requests", 0))
+    add("Backups: S3 GET requests (checks)", f"{gets:g}", f"${prices['s3_get_per_1000']}/1000",
+        gets / 1000 * float(prices["s3_get_per_1000"]), backup=True)
 
 
 def _evidence_lines(evidence, prices, hours, add):

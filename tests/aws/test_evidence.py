@@ -210,8 +210,10 @@ def test_tier_log_policy_is_exactly_its_groups(clients, tier):
 
 def test_roles_hold_only_their_policies(clients):
     iam = clients["iam"]
-    assert sorted(iam.list_role_policies(RoleName=ROLES["proxy"])["PolicyNames"]) == ["acme-route53", "evidence-logs"]
-    assert sorted(iam.list_role_policies(RoleName=ROLES["openhands"])["PolicyNames"]) == ["bedrock-invoke",
+    # backup-s3: the backup bucket's grant (on by default; test_backup_bucket.py reads it back).
+    assert sorted(iam.list_role_policies(RoleName=ROLES["proxy"])["PolicyNames"]) == ["acme-route53", "backup-s3",
+                                                                                      "evidence-logs"]
+    assert sorted(iam.list_role_policies(RoleName=ROLES["openhands"])["PolicyNames"]) == ["backup-s3", "bedrock-invoke",
                                                                                           "evidence-logs"]
     for role in ROLES.values():
         assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
@@ -339,6 +341,7 @@ def test_drift_is_repaired(repaired, clients, vpc):
     assert repaired["again"].recap["changed"] == 0, repaired["again"].output[-4000:]
     assert log_groups(clients["logs"])[GROUPS["proxy"][0]]["retentionInDays"] == 365
     assert sorted(clients["iam"].list_role_policies(RoleName=ROLES["proxy"])["PolicyNames"]) == ["acme-route53",
+                                                                                             "backup-s3",
                                                                                              "evidence-logs"]
     flow_logs = clients["ec2"].describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [vpc["VpcId"]]}])
     assert [(f["TrafficType"], f["LogGroupName"]) for f in flow_logs["FlowLogs"]] == [("ALL", FLOW_GROUP)]

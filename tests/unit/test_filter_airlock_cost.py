@@ -65,3 +65,25 @@ def test_evidence_lines_and_their_subtotal():
 def test_evidence_off_adds_nothing():
     out = cost.airlock_monthly_cost({**INPUTS, "evidence": {"enabled": False, "log_gb": 5}}, PRICES)
     assert out["evidence_total"] == 0 and out["total"] == 129.52
+
+
+BACKUP_PRICES = {**PRICES, "s3_gb_month": 0.023, "s3_put_per_1000": 0.005, "s3_get_per_1000": 0.0004}
+
+
+def test_backup_bucket_lines_and_their_subtotal():
+    backup = {"enabled": True, "stored_gb": 10, "put_requests": 20000, "get_requests": 20000}
+    out = cost.airlock_monthly_cost({**INPUTS, "backup": backup}, BACKUP_PRICES)
+    monthly = {line["item"]: line["monthly"] for line in out["lines"] if line["backup"]}
+    assert monthly == {
+        "Backups: S3 gateway endpoint (no hourly or data charge)": 0.0,
+        "Backups: S3 Standard storage (restic repositories, noncurrent versions)": 0.23,
+        "Backups: S3 PUT/LIST requests": 0.1,
+        "Backups: S3 GET requests (checks)": 0.01,
+    }
+    assert out["backup_total"] == 0.34 and out["evidence_total"] == 0
+    assert out["total"] == round(129.52 + 0.34, 2)
+
+
+def test_backup_bucket_off_adds_nothing():
+    out = cost.airlock_monthly_cost({**INPUTS, "backup": {"enabled": False, "stored_gb": 10}}, PRICES)
+    assert out["backup_total"] == 0 and out["total"] == 129.52

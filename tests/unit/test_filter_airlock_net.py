@@ -284,6 +284,35 @@ def test_evidence_adds_only_443_to_the_logs_endpoint():
     }
 
 
+def test_backup_bucket_adds_only_443_to_s3s_prefix_list():
+    """With the backup bucket: both hosts -> 443 of S3's prefix list (the gateway endpoint's
+    destination) in the security groups, nothing wider; the ACLs, which cannot name a prefix
+    list, carry 443 out of both subnets and its replies into the private one. Without the
+    prefix list's id no rule refers to it."""
+    plain_inputs = with_(llm_endpoints=[{"name": "gw", "cidrs": ["192.0.2.0/24"], "port": 8443}])
+    backup_inputs = {**plain_inputs, "backup_bucket_enabled": True}
+    base = aws.airlock_security_group_rules(plain_inputs, "sg-p", "sg-s", "sg-e", None)
+    rules = aws.airlock_security_group_rules(backup_inputs, "sg-p", "sg-s", "sg-e", None, "pl-63a5400a")
+    for tier in ("proxy", "server"):
+        added = [r for r in rules[tier]["rules_egress"] if r not in base[tier]["rules_egress"]]
+        assert added == [{"proto": "tcp", "from_port": 443, "to_port": 443, "ip_prefix": "pl-63a5400a"}]
+        assert rules[tier]["rules"] == base[tier]["rules"]
+    assert aws.airlock_security_group_rules(backup_inputs, "sg-p", "sg-s", "sg-e", None) == base
+    assert aws.airlock_security_group_rules(plain_inputs, "sg-p", "sg-s", "sg-e", None, "pl-63a5400a") == base
+    plain, backup = aws.airlock_nacl_entries(plain_inputs), aws.airlock_nacl_entries(backup_inputs)
+    diff = {(subnet, direction): as_set(backup[subnet][direction]) - as_set(plain[subnet][direction])
+            for subnet in ("public", "private") for direction in ("ingress", "egress")}
+    assert diff == {
+        ("private", "egress"): {("tcp", "allow", "0.0.0.0/0", None, None, 443, 443)},
+        ("private", "ingress"): {("tcp", "allow", "0.0.0.0/0", None, None, 1024, 65535)},
+        # The proxy's patch ports already hold 443 to anywhere, and its replies come back
+        # on the ephemeral rule it always has.
+        ("public", "ingress"): set(), ("public", "egress"): set(),
+    }
+    no_443 = aws.airlock_nacl_entries({**backup_inputs, "proxy_patch_ports": [80]})
+    assert ("tcp", "allow", "0.0.0.0/0", None, None, 443, 443) in as_set(no_443["public"]["egress"])
+
+
 def test_tagged_keeps_only_this_project_and_environment():
     items = [
         {"id": 1, "tags": {"project": "airlock", "environment": "alpha"}},

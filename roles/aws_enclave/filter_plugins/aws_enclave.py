@@ -343,6 +343,13 @@ def airlock_nacl_entries(inputs):
         priv_in.append(rule(public, (443, 443)))
     if use_nat:
         priv_out.extend(rule(cidr, (port, port)) for cidr, port in llm)
+    if inputs.get("backup_bucket_enabled"):
+        # Both hosts -> S3 (443) through the gateway endpoint. S3's addresses are a prefix
+        # list, which network ACLs cannot name: the security groups allow exactly that list,
+        # the route tables send it to the endpoint, and the endpoint policy admits one bucket.
+        pub_out.append(rule(ANYWHERE, (443, 443)))
+        priv_out.append(rule(ANYWHERE, (443, 443)))
+        priv_in.append(rule(ANYWHERE, eph))
 
     return {
         "public": {"ingress": _number(pub_in), "egress": _number(pub_out)},
@@ -350,14 +357,17 @@ def airlock_nacl_entries(inputs):
     }
 
 
-def airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg=None, logs_endpoint_sg=None):
+def airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg=None, logs_endpoint_sg=None,
+                                 s3_prefix_list=None):
     """Security group rules for the proxy, server, Bedrock endpoint and logs endpoint groups.
 
     Returns ``{"proxy": {"rules": [...], "rules_egress": [...]}, "server": {...},
     "endpoint": {...}, "logs_endpoint": {...}}`` in ``amazon.aws.ec2_security_group`` format
     (``proto``, ``from_port``, ``to_port``, ``cidr_ip`` or ``group_id``, ``rule_desc``). The
     logs endpoint rules (both hosts -> 443 of that group only) exist only with
-    ``evidence_enabled`` and its group id.
+    ``evidence_enabled`` and its group id. With ``backup_bucket_enabled`` and the S3 prefix
+    list's id (``pl-...``, the gateway endpoint's destination), both hosts may open 443 to
+    that prefix list (``ip_prefix``): S3 through the endpoint, nowhere else.
     """
     resolver = checks.aws_vpc_resolver(inputs["vpc_cidr"]) + "/32"
     time_server = f"{inputs['time_server']}/32"
@@ -415,6 +425,12 @@ def airlock_security_group_rules(inputs, proxy_sg, server_sg, endpoint_sg=None, 
         server_out.append(tcp(443, 443, "cloudwatch logs endpoint (evidence)", group=logs_endpoint_sg))
         logs_in = [tcp(443, 443, "https from proxy (log shipper)", group=proxy_sg),
                    tcp(443, 443, "https from server (log shipper)", group=server_sg)]
+    if inputs.get("backup_bucket_enabled") and s3_prefix_list:
+        # No rule_desc: the test emulator (moto 5.2) drops prefix-list descriptions, so a
+        # description would be rewritten on every run there; docs/aws.md (flow 10) names it.
+        s3 = {"proto": "tcp", "from_port": 443, "to_port": 443, "ip_prefix": s3_prefix_list}
+        proxy_out.append(dict(s3))
+        server_out.append(dict(s3))
     # One rule per (protocol, ports, peer): the API rejects duplicates; keep the first label.
     server_out = _dedupe_rules(server_out)
 
@@ -452,7 +468,8 @@ def airlock_tagged(resources, project, environment):
 def _dedupe_rules(rules):
     seen, out = set(), []
     for rule in rules:
-        key = (rule["proto"], rule["from_port"], rule["to_port"], rule.get("cidr_ip"), rule.get("group_id"))
+        key = (rule["proto"], rule["from_port"], rule["to_port"], rule.get("cidr_ip"), rule.get("group_id"),
+               rule.get("ip_prefix"))
         if key not in seen:
             seen.add(key)
             out.append(rule)
