@@ -16,7 +16,16 @@ read back against moto in tests/aws/test_backup_bucket.py.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
+from pathlib import Path
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[1] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
 
 PREFIX = "aws_enclave_"
 # The AWS inventory's names for these variables (inventories/aws/group_vars/all.yml): every
@@ -38,10 +47,6 @@ BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", "--x-s3", "--table-s3")
 # One path element or more of [A-Za-z0-9._-], separated by single slashes.
 KEY_PREFIX = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
-KMS_KEY_ARN = re.compile(
-    r"^arn:aws(?:-cn|-us-gov|-iso|-iso-b)?:kms:[a-z0-9-]+:[0-9]{12}:key/"
-    r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$"
-)
 ACCOUNT_PLACEHOLDER = "000000000000"  # name length check before the account is known
 # What restic does in its repository, and all a host may do: list its own prefix, read,
 # write and delete (prune) its own objects.
@@ -50,19 +55,10 @@ OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 ENDPOINT_ACTIONS = ("s3:GetBucketLocation", "s3:ListBucket", *OBJECT_ACTIONS)
 
 
-def _partition(region):
-    region = str(region)
-    for prefix, partition in (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-isob-", "aws-iso-b"),
-                              ("us-iso-", "aws-iso")):
-        if region.startswith(prefix):
-            return partition
-    return "aws"
-
-
 def _bucket_arn(bucket, region):
     if not bucket or not isinstance(bucket, str):
         raise ValueError("airlock_backup_s3: no bucket name given")
-    return f"arn:{_partition(region)}:s3:::{bucket}"
+    return f"arn:{checks.aws_partition(region)}:s3:::{bucket}"
 
 
 def airlock_backup_bucket_name(inputs, account_id=ACCOUNT_PLACEHOLDER):
@@ -128,7 +124,7 @@ def airlock_backup_s3_input_errors(inputs):
         errors.append(f"{p('backup_noncurrent_days')}: {days!r} must be a whole number of days from 1 to 36500 "
                       "(how long S3 keeps a replaced or deleted backup object)")
     kms = inputs.get("backup_kms_key_id") or ""
-    if kms and not KMS_KEY_ARN.match(str(kms)):
+    if kms and not checks.KMS_KEY_ARN.match(str(kms)):
         errors.append(f"{p('backup_kms_key_id')}: {kms!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)")
     elif kms and f":kms:{inputs.get('region')}:" not in kms:
         errors.append(f"{p('backup_kms_key_id')}: {kms!r} is not in {PREFIX}region {inputs.get('region')!r}; "

@@ -35,7 +35,16 @@ the role's ``vars/main.yml``.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
+from pathlib import Path
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[1] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
 
 PREFIX = "aws_enclave_"
 INVOKE_ACTIONS = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
@@ -63,16 +72,7 @@ IAM_ROLE_NAME_MAX = 64
 
 def airlock_aws_partition(region):
     """The AWS partition of a region: aws, aws-cn, aws-us-gov, aws-iso or aws-iso-b."""
-    region = str(region)
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    if region.startswith("us-isob-"):
-        return "aws-iso-b"
-    if region.startswith("us-iso-"):
-        return "aws-iso"
-    return "aws"
+    return checks.aws_partition(region)
 
 
 def _bedrock_entries(inputs):

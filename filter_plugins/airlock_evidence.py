@@ -17,7 +17,16 @@ tests/aws/test_evidence.py.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
+from pathlib import Path
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[1] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
 
 PREFIX = "aws_enclave_"
 POLICY_VERSION = "2012-10-17"
@@ -32,25 +41,12 @@ RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
 LOG_GROUP_CHARS = re.compile(r"^[A-Za-z0-9_./#-]+$")
 LOG_GROUP_MAX = 512
 STREAM_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
-KMS_KEY_ARN = re.compile(
-    r"^arn:aws(?:-cn|-us-gov|-iso|-iso-b)?:kms:[a-z0-9-]+:[0-9]{12}:key/"
-    r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$"
-)
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]+$")
 IAM_ROLE_NAME_MAX = 64
 TRAFFIC_TYPES = ("ACCEPT", "REJECT", "ALL")
 AGGREGATION_INTERVALS = (60, 600)
 ACCOUNT_PLACEHOLDER = "000000000000"  # bucket name length check before the account is known
-
-
-def _partition(region):
-    region = str(region)
-    for prefix, partition in (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-isob-", "aws-iso-b"),
-                              ("us-iso-", "aws-iso")):
-        if region.startswith(prefix):
-            return partition
-    return "aws"
 
 
 def _prefix(inputs):
@@ -89,7 +85,7 @@ def airlock_log_group_arns(names, region, account_id):
     for name in names:
         if "*" in name or "?" in name:
             raise ValueError(f"log group {name!r} has a wildcard")
-    return [f"arn:{_partition(region)}:logs:{region}:{account_id}:log-group:{name}:*" for name in names]
+    return [f"arn:{checks.aws_partition(region)}:logs:{region}:{account_id}:log-group:{name}:*" for name in names]
 
 
 def _require(arns):
@@ -169,7 +165,7 @@ def airlock_evidence_names(inputs, account_id=ACCOUNT_PLACEHOLDER):
 def airlock_cloudtrail_bucket_policy(bucket, trail_arn, account_id, region):
     """Bucket policy CloudTrail needs, for this one trail only (aws:SourceArn), and no
     request without TLS."""
-    partition = _partition(region)
+    partition = checks.aws_partition(region)
     bucket_arn = f"arn:{partition}:s3:::{bucket}"
     service = {"Service": "cloudtrail.amazonaws.com"}
     source = {"aws:SourceArn": trail_arn}
@@ -214,7 +210,7 @@ def airlock_evidence_input_errors(inputs):
         errors.append(f"{p}log_retention_days: {retention!r} is not a CloudWatch Logs retention period "
                       f"({', '.join(map(str, RETENTION_DAYS))})")
     kms = inputs.get("log_kms_key_id") or ""
-    if kms and not KMS_KEY_ARN.match(str(kms)):
+    if kms and not checks.KMS_KEY_ARN.match(str(kms)):
         errors.append(f"{p}log_kms_key_id: {kms!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>); "
                       "CloudWatch Logs takes the key's full ARN")
     elif kms and f":kms:{inputs.get('region')}:" not in kms:

@@ -18,6 +18,11 @@ DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.I)
 # An AWS region name (us-east-1, eu-central-2, us-gov-west-1).
 AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+# A KMS key by ARN (a key id or a multi-Region key id), in any partition.
+KMS_KEY_ARN = re.compile(
+    r"^arn:aws(?:-cn|-us-gov|-iso|-iso-b)?:kms:[a-z0-9-]+:[0-9]{12}:key/"
+    r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$"
+)
 
 
 def is_address(value) -> bool:
@@ -120,3 +125,14 @@ def aws_vpc_resolver(vpc_cidr) -> str:
     """The Amazon-provided DNS resolver of a VPC: the VPC's base address plus two (the
     inventory's DNS servers and aws_enclave's security group rules both need it)."""
     return str(ipaddress.IPv4Network(str(vpc_cidr), strict=True).network_address + 2)
+
+
+def aws_partition(region) -> str:
+    """The AWS partition of a region (the second field of its ARNs): aws, aws-cn,
+    aws-us-gov, aws-iso or aws-iso-b."""
+    region = str(region)
+    for prefix, partition in (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-isob-", "aws-iso-b"),
+                              ("us-iso-", "aws-iso")):
+        if region.startswith(prefix):
+            return partition
+    return "aws"
