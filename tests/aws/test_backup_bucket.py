@@ -229,8 +229,8 @@ def test_network_acls_carry_443_out_of_both_subnets(clients):
 def test_hosts_back_up_into_the_bucket_under_their_tiers_prefix(local_inventory, tmp_path):
     """The AWS inventory maps the backup role onto the bucket aws_enclave made, with the
     account the aws_ec2 inventory reports (owner_id) and each tier's own prefix; a host
-    without owner_id gets no bucket name (the backup role then refuses the run). The
-    proxy's copy is on; the server's stays off until its egress firewall has a route to S3."""
+    without owner_id gets no bucket name (the backup role then refuses the run). Both
+    tiers' copies are on (the server's route to S3: tests/aws/test_prefix_list_lookup.py)."""
     inv = tmp_path / "inventory"
     shutil.copytree(local_inventory / "group_vars", inv / "group_vars")
     host = f"{{ansible_connection: local, ansible_python_interpreter: {sys.executable}"
@@ -251,9 +251,8 @@ def test_hosts_back_up_into_the_bucket_under_their_tiers_prefix(local_inventory,
     found = dict(re.findall(r"BACKUP (\w+)\|(.*?)\|END", out.stdout))
     assert found == {
         "p1": f"True|{BUCKET}|airlock/proxy|{REGION}",
-        # The server's copy waits for its egress firewall's route to S3 (docs/aws.md).
-        "s1": f"False|{BUCKET}|airlock/openhands|{REGION}",
-        "s2": f"False||airlock/openhands|{REGION}",
+        "s1": f"True|{BUCKET}|airlock/openhands|{REGION}",
+        "s2": f"True||airlock/openhands|{REGION}",
     }, out.stdout[-3000:]
 
 
