@@ -10,9 +10,11 @@ resolver (airlock_host_services). What is proven here:
   of the same name (one holding 0.0.0.0/0 is made in the account: the AWS one is still what
   comes back, the control); an unknown list is an error naming it, not an empty list;
 - the inventory gives the server (and only the server) the entry: the regional name and the
-  bucket's, the prefix list's CIDRs, port 443; the backup's S3 copy is on and the metadata
-  service open to root (the instance profile's credentials); with the bucket turned off the
-  list is empty, the copy off, and the prefix list is not read at all.
+  bucket's, the prefix list's CIDRs, port 443; beside it the log shipper's CloudWatch Logs
+  endpoint by name; the backup's S3 copy is on and the metadata service open to root (the
+  instance profile's credentials); with the bucket turned off there is no S3 entry, the copy
+  is off, and the prefix list is not read at all; with the evidence set off too, nothing is
+  left and the metadata service stays closed.
 
 That the firewall admits root alone to these addresses, and no container or other user, is
 proven on a real kernel by the egress firewall's own tests (tests/host/ and the server_tier
@@ -118,18 +120,24 @@ def test_the_server_reaches_s3_as_a_host_service_and_the_proxy_gets_none(moto, i
     assert rc == 0, server
     assert server == [[{"name": "backup-s3",
                         "hosts": [f"s3.{REGION}.amazonaws.com", f"{BUCKET}.s3.{REGION}.amazonaws.com"],
-                        "cidrs": cidrs, "port": 443}], True, True]
+                        "cidrs": cidrs, "port": 443},
+                       # The log shipper's endpoint: by name (the interface endpoint's stable addresses).
+                       {"name": "cloudwatch-logs", "hosts": [f"logs.{REGION}.amazonaws.com"], "port": 443}], True, True]
     # The proxy (UFW, open egress on 443 through its security group) gets no such entry.
     rc, proxy = template(moto, "airlock_host_services | default('undefined')", inventory, "p1")
     assert rc == 0 and proxy == "undefined", proxy
 
 
 def test_without_the_bucket_there_is_no_route_and_no_api_call(moto, inventory):
-    """airlock_aws_backup_s3_enabled: false: no entry, no S3 copy, the metadata service stays
-    closed (no Bedrock model either), and the prefix list is never read: with the endpoint
-    pointing nowhere the templating still succeeds (the control above reads it)."""
-    rc, server = template(moto, "[airlock_host_services, backup_s3_enabled | bool, egress_firewall_metadata_access | bool]",
-                          inventory, "s1", {"airlock_aws_backup_s3_enabled": False,
-                                            "airlock_aws_endpoint_url": "http://127.0.0.1:9"})
+    """airlock_aws_backup_s3_enabled: false: no S3 entry and no S3 copy, and the prefix list
+    is never read: with the endpoint pointing nowhere the templating still succeeds (the
+    control above reads it). Without the evidence set either, no host service is left and
+    the metadata service stays closed (no Bedrock model either)."""
+    off = {"airlock_aws_backup_s3_enabled": False, "airlock_aws_endpoint_url": "http://127.0.0.1:9"}
+    probe = "[airlock_host_services | map(attribute='name'), backup_s3_enabled | bool, egress_firewall_metadata_access | bool]"
+    rc, server = template(moto, probe, inventory, "s1", off)
+    assert rc == 0, server
+    assert server == [["cloudwatch-logs"], False, True]
+    rc, server = template(moto, probe, inventory, "s1", {**off, "airlock_aws_evidence_enabled": False})
     assert rc == 0, server
     assert server == [[], False, False]
