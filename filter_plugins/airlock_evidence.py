@@ -292,6 +292,17 @@ def airlock_interface_endpoints(bedrock_entries, evidence_enabled):
     return out
 
 
+def airlock_evidence_shipper_streams(groups, files):
+    """The log shipper's streams of one tier: ``[{name, file, group}]``, one per stream of
+    ``groups`` (``airlock_evidence_cloudwatch.log_groups[<tier>]``, ``{stream: group}``) in
+    name order, reading ``files[stream]``. A stream ``files`` does not know gets an empty
+    file, which the log_shipper role refuses naming it (map that stream's file in the
+    inventory's log_shipper_streams)."""
+    files = files or {}
+    return [{"name": name, "file": files.get(name) or "", "group": group}
+            for name, group in sorted((groups or {}).items())]
+
+
 class FilterModule:
     """airlock evidence filters (see the module docstring)."""
 
@@ -299,6 +310,7 @@ class FilterModule:
         return {
             "airlock_evidence_log_groups": airlock_evidence_log_groups,
             "airlock_evidence_all_groups": airlock_evidence_all_groups,
+            "airlock_evidence_shipper_streams": airlock_evidence_shipper_streams,
             "airlock_evidence_names": airlock_evidence_names,
             "airlock_interface_endpoints": airlock_interface_endpoints,
             "airlock_evidence_input_errors": airlock_evidence_input_errors,

@@ -245,3 +245,58 @@ def test_the_mapping_sends_the_servers_apt_through_the_relay(tmp_path, relay):
     else:
         assert apt == "" and relays == [] and [r for r in rules if r["port"] == 3142] == []
         assert shown(inv, "preflight-proxy", "proxy_tier_package_relay") is False
+
+
+EVIDENCE = {"enabled": True, "region": "us-east-1", "endpoint_host": "logs.us-east-1.amazonaws.com", "endpoint_port": 443,
+            "endpoint_subnet_cidr": "10.0.1.0/24",
+            "log_groups": {"proxy": {s: f"/airlock/t/proxy/{s}" for s in
+                                     ("audit", "alerts", "nginx-access", "nginx-error", "fail2ban")},
+                           "openhands": {s: f"/airlock/t/openhands/{s}" for s in
+                                         ("audit", "alerts", "fail2ban", "egress-drops", "llm-gateway")},
+                           "flow_logs": "/airlock/t/vpc-flow-logs"}}
+
+
+@pytest.mark.parametrize("evidence", [True, False])
+def test_the_mapping_ships_each_tiers_streams_from_their_files(tmp_path, evidence):
+    """With airlock_evidence_cloudwatch on, each tier's log shipper sends that tier's streams,
+    each read from the file its role writes, to that tier's groups; absent (the lab), the
+    shipper is off and ships nothing (the control)."""
+    inv = inventory(tmp_path, {})
+    if evidence:
+        for group in ("proxy", "openhands"):
+            (inv / "group_vars" / group / "local.yml").write_text(json.dumps({"airlock_evidence_cloudwatch": EVIDENCE}))
+    proxy = {s["name"]: s for s in shown(inv, "preflight-proxy", "log_shipper_streams")}
+    server = {s["name"]: s for s in shown(inv, "preflight-server", "log_shipper_streams")}
+    assert shown(inv, "preflight-proxy", "log_shipper_enabled") is evidence
+    assert shown(inv, "preflight-server", "log_shipper_enabled") is evidence
+    if not evidence:
+        assert proxy == {} and server == {}
+        return
+    assert {n: (s["file"], s["group"]) for n, s in proxy.items()} == {
+        "audit": ("/var/log/audit/audit.log", "/airlock/t/proxy/audit"),
+        "alerts": ("/var/log/airlock/alerts.jsonl", "/airlock/t/proxy/alerts"),
+        "nginx-access": ("/var/log/nginx/airlock-access.log", "/airlock/t/proxy/nginx-access"),
+        "nginx-error": ("/var/log/nginx/airlock-error.log", "/airlock/t/proxy/nginx-error"),
+        "fail2ban": ("/var/log/fail2ban.log", "/airlock/t/proxy/fail2ban")}
+    assert {n: (s["file"], s["group"]) for n, s in server.items()} == {
+        "audit": ("/var/log/audit/audit.log", "/airlock/t/openhands/audit"),
+        "alerts": ("/var/log/airlock/alerts.jsonl", "/airlock/t/openhands/alerts"),
+        "fail2ban": ("/var/log/fail2ban.log", "/airlock/t/openhands/fail2ban"),
+        "egress-drops": ("/var/log/ulog/airlock-egress-drops.log", "/airlock/t/openhands/egress-drops"),
+        "llm-gateway": ("/var/log/airlock-llm-gateway/requests.jsonl", "/airlock/t/openhands/llm-gateway")}
+    assert shown(inv, "preflight-proxy", "log_shipper_region") == "us-east-1"
+
+
+def test_a_log_shipper_mistake_is_refused_in_the_preflight(tmp_path):
+    """The log shipper's checks are in both tiers' preflights: an evidence set whose region is
+    not one is refused naming the shipper's variable, before any play changes anything
+    (test_valid_input_passes_the_preflight_and_changes_nothing is the control: no evidence
+    set, the shipper off)."""
+    extra = {"airlock_evidence_cloudwatch": {**EVIDENCE, "region": "nowhere"}}
+    res = site(tmp_path, {}, "--tags", "airlock_preflight", "-e", json.dumps(extra))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "log_shipper_region: 'nowhere' is not an AWS region" in out, out[-3000:]
+    assert "PLAY [Proxy tier" not in out
+    assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
+    ok = site(tmp_path / "ok", {}, "--tags", "airlock_preflight", "-e", json.dumps({"airlock_evidence_cloudwatch": EVIDENCE}))
+    assert ok.returncode == 0, (ok.stdout + ok.stderr)[-3000:]
