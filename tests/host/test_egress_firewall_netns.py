@@ -22,11 +22,18 @@ What is proven:
   open window only while it is before its deadline.
 - a destination that is not in the configuration yet (renamed or added in the inventory)
   opens when its definition is passed with --destinations, and the timer keeps it open.
+- host services (egress_firewall_host_services): root reaches the one given by cidr and the
+  one given by name (resolved by the sets tool into host_services_v4 through the
+  namespace's own /etc/hosts, /etc/netns/NAME/hosts), an unprivileged user (nobody) does
+  not, by the same probe to the same address and port; root does not reach an address or
+  port pairing the list does not name. Positive control: with the table deleted, every
+  probe connects. Drift repair keeps the set's elements, and they are no drift.
 
 Needs root, `ip`, `nft` and `unshare`.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -43,6 +50,11 @@ ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "egress_firewall"
 TOOL = ROLE / "files" / "airlock-egress-sets"
 PEER_IP, HOST_IP, MIRROR_PORT = "10.77.0.2", "10.77.0.1", 9000
+# Host services: one by cidr (a second address of the peer), one by name (the peer's address,
+# through the firewalled namespace's /etc/hosts); a listener on both ports at every address.
+SERVICE_IP, SERVICE_PORT, SERVICE_NAME, NAMED_PORT = "10.77.0.3", 9443, "logs.airlock.test", 9444
+HOST_SERVICES = [{"name": "backups", "cidrs": [f"{SERVICE_IP}/32", "2001:db8::9/128"], "port": SERVICE_PORT},
+                 {"name": "logs", "hosts": [SERVICE_NAME], "port": NAMED_PORT}]
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nft", "unshare")),
@@ -65,9 +77,13 @@ except OSError as exc:
 """
 
 
-def connect(ns: str, address: str, port: int) -> str:
-    """What `ns` gets connecting to address:port: the server's first bytes, or 'failed ...'."""
-    return run("ip", "netns", "exec", ns, sys.executable, "-c", CONNECT_PROBE, address, str(port)).stdout.strip()
+def connect(ns: str, address: str, port: int, uid: int | None = None) -> str:
+    """What `ns` gets connecting to address:port: the server's first bytes, or 'failed ...';
+    as user id `uid` (setpriv, the system's python3) instead of root when given."""
+    if uid is None:
+        return run("ip", "netns", "exec", ns, sys.executable, "-c", CONNECT_PROBE, address, str(port)).stdout.strip()
+    return run("ip", "netns", "exec", ns, "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+               "/usr/bin/python3", "-c", CONNECT_PROBE, address, str(port)).stdout.strip()
 
 
 def render_ruleset(timeout_flag: bool = True) -> str:
@@ -88,6 +104,7 @@ def render_ruleset(timeout_flag: bool = True) -> str:
         "egress_firewall_dns_servers": ["192.0.2.53"],
         "egress_firewall_ntp_servers": ["192.0.2.123"],
         "egress_firewall_proxy_addresses": ["192.0.2.40", "2001:db8::40"],
+        "egress_firewall_host_services": HOST_SERVICES,
         # The app's way to the proxy: its public port (translated) and an Elastic IP.
         "egress_firewall_app_proxy_routes": [{"address": "192.0.2.40", "port": 8443},
                                              {"address": "198.51.100.7", "port": 443},
@@ -107,28 +124,46 @@ def render_ruleset(timeout_flag: bool = True) -> str:
 
 @pytest.fixture(scope="module")
 def namespaces():
-    """Two namespaces joined by a veth pair: `host` (the firewall) and `peer` (a mirror)."""
+    """Two namespaces joined by a veth pair: `host` (the firewall) and `peer` (a mirror, and
+    the host services' listeners). `ip netns exec` gives `host` its own /etc/hosts, where the
+    named host service resolves to the peer."""
     host, peer = f"airlock-eg-{os.getpid()}", f"airlock-mr-{os.getpid()}"
+    etc_netns = Path("/etc/netns")
+    made_etc_netns = not etc_netns.exists()
+    (etc_netns / host).mkdir(parents=True)
+    (etc_netns / host / "hosts").write_text(Path("/etc/hosts").read_text() + f"\n{PEER_IP} {SERVICE_NAME}\n")
     run("ip", "netns", "add", host)
     run("ip", "netns", "add", peer)
-    listener = None
+    listeners = []
     try:
         run("ip", "-n", host, "link", "add", "eg0", "type", "veth", "peer", "name", "mr0", "netns", peer)
         for ns, dev, addr in ((host, "eg0", HOST_IP), (peer, "mr0", PEER_IP)):
             run("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
             run("ip", "-n", ns, "link", "set", dev, "up")
             run("ip", "-n", ns, "link", "set", "lo", "up")
-        listener = subprocess.Popen(  # a mirror: accepts TCP on port 9000 in the peer namespace
+        run("ip", "-n", peer, "addr", "add", f"{SERVICE_IP}/24", "dev", "mr0")
+        listeners.append(subprocess.Popen(  # a mirror: accepts TCP on port 9000 in the peer namespace
             ["ip", "netns", "exec", peer, sys.executable, "-c",
              "import socket\ns = socket.create_server(('%s', %d))\nwhile True:\n    c, _ = s.accept(); c.close()" % (PEER_IP, MIRROR_PORT)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port in (SERVICE_PORT, NAMED_PORT):  # the host services: "ok" on every address of the peer
+            listeners.append(subprocess.Popen(
+                ["ip", "netns", "exec", peer, sys.executable, "-c",
+                 "import socket\ns = socket.create_server(('0.0.0.0', %d))\nwhile True:\n"
+                 "    c, _ = s.accept(); c.sendall(b'ok'); c.close()" % port],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(0.5)
         yield host
     finally:
-        if listener is not None:
+        for listener in listeners:
             listener.kill()
             listener.wait()
         run("ip", "netns", "del", host, check=False)
         run("ip", "netns", "del", peer, check=False)
+        shutil.rmtree(etc_netns / host, ignore_errors=True)
+        if made_etc_netns:
+            with contextlib.suppress(OSError):
+                etc_netns.rmdir()
 
 
 class Firewall:
@@ -139,6 +174,7 @@ class Firewall:
         self.config = tmp / "egress.json"
         self.config.write_text(json.dumps({
             "llm_hosts": [{"name": "by-name", "hosts": ["localhost"], "ports": [8000]}],
+            "host_services": [{"name": "logs", "hosts": [SERVICE_NAME], "ports": [NAMED_PORT]}],
             "maintenance": [{"name": "old-mirror", "cidrs": [f"{PEER_IP}/32"], "ports": [MIRROR_PORT]}],
             "maintenance_timeout": 1800,
             "ruleset": str(self.ruleset),
@@ -149,6 +185,7 @@ class Firewall:
         first = self.tool()  # what its ExecStartPost does: the refresh fills the sets
         assert first.returncode == 0, first.stderr
         assert self.elems("llm_hosts_v4") == [["127.0.0.1/32", 8000]]
+        assert self.elems("host_services_v4") == [[f"{PEER_IP}/32", NAMED_PORT]]
 
     def nft(self, *args: str, check=True) -> str:
         return run("ip", "netns", "exec", self.ns, "nft", *args, check=check).stdout
@@ -218,11 +255,13 @@ def test_unmodified_table_is_clean_and_the_timer_changes_nothing(fw):
     assert (check.returncode, check.stdout.strip()) == (0, "clean"), check.stdout + check.stderr
     fw.tool("--open", "old-mirror", "--timeout", "60")
     fw.nft("add", "element", "inet", "airlock", "llm_hosts_v4", "{ 198.51.100.7 . 443 }")
+    fw.nft("add", "element", "inet", "airlock", "host_services_v4", "{ 198.51.100.9 . 443 }")
     check = fw.tool("--check")
     assert (check.returncode, check.stdout.strip()) == (0, "clean"), check.stdout
     timer = fw.tool()
-    assert timer.returncode == 0 and timer.stdout.splitlines()[-1] == "changed", timer.stdout  # the extra LLM address went
+    assert timer.returncode == 0 and timer.stdout.splitlines()[-1] == "changed", timer.stdout  # the extra addresses went
     assert fw.elems("llm_hosts_v4") == [["127.0.0.1/32", 8000]]
+    assert fw.elems("host_services_v4") == [[f"{PEER_IP}/32", NAMED_PORT]]
     again = fw.tool()
     assert again.stdout.splitlines()[-1] == "unchanged", again.stdout
     assert "AIRLOCK-EGRESS-DRIFT" not in fw.events_text()
@@ -243,6 +282,7 @@ def _tamper_and_repair(fw, chain):
     assert fw.nft("list", "chain", "inet", "airlock", chain) == before
     assert fw.tool("--check").stdout.strip() == "clean"
     assert fw.elems("llm_hosts_v4") == [["127.0.0.1/32", 8000]], "the LLM addresses were lost"
+    assert fw.elems("host_services_v4") == [[f"{PEER_IP}/32", NAMED_PORT]], "the host services' addresses were lost"
     kept = fw.elems("maintenance_v4", with_expiry=True)
     assert [k[:2] for k in kept] == window and all(0 < k[2] <= 120 for k in kept), kept
     events = fw.events_text()
@@ -320,6 +360,37 @@ def test_a_changed_ruleset_file_is_reloaded_without_a_tamper_alert(fw):
     fw.nft("insert", "rule", "inet", "airlock", "forward", "accept")  # now the same file is verified: tamper
     fw.tool()
     assert "AIRLOCK-EGRESS-DRIFT repaired by=timer chains=forward" in fw.events_text()
+
+
+# ----------------------------------------------------------------------------- host services
+SERVICE_PROBES = [(SERVICE_IP, SERVICE_PORT), (PEER_IP, NAMED_PORT)]  # by cidr, by name
+UNLISTED_PROBES = [(SERVICE_IP, NAMED_PORT), (PEER_IP, SERVICE_PORT)]  # each address with the other's port
+NOBODY = 65534
+
+
+def test_host_services_open_to_root_only(fw):
+    """The host services' rules name their users (meta skuid root): root reaches both (the
+    one by cidr, the one by name through host_services_v4), nobody reaches neither, by the
+    same probe; root reaches no pairing the list does not name."""
+    for address, port in SERVICE_PROBES:
+        assert connect(fw.ns, address, port) == "ok", f"positive control: root cannot reach {address}:{port}"
+        assert connect(fw.ns, address, port, uid=NOBODY).startswith("failed"), f"nobody reached {address}:{port}"
+    for address, port in UNLISTED_PROBES:
+        assert connect(fw.ns, address, port).startswith("failed"), f"root reached {address}:{port}, not in the list"
+    rules = fw.nft("list", "chain", "inet", "airlock", "host_out")
+    assert 'comment "host service backups"' in rules and "@host_services_v4 meta skuid" in rules, rules
+    fw.nft("delete", "table", "inet", "airlock")  # positive control: every listener answers everyone
+    for address, port in SERVICE_PROBES + UNLISTED_PROBES:
+        assert connect(fw.ns, address, port) == "ok" and connect(fw.ns, address, port, uid=NOBODY) == "ok", (address, port)
+
+
+def test_repair_keeps_the_host_services_by_name(fw):
+    fw.nft("insert", "rule", "inet", "airlock", "host_out", "accept")
+    assert connect(fw.ns, PEER_IP, NAMED_PORT, uid=NOBODY) == "ok"  # the tampered rule lets anyone out
+    assert fw.tool("--repair").stdout.splitlines()[-1] == "repaired"
+    assert fw.elems("host_services_v4") == [[f"{PEER_IP}/32", NAMED_PORT]]
+    assert connect(fw.ns, PEER_IP, NAMED_PORT) == "ok", "root lost the host service by name after the repair"
+    assert connect(fw.ns, PEER_IP, NAMED_PORT, uid=NOBODY).startswith("failed")
 
 
 # ----------------------------------------------------------------------------- the window

@@ -44,6 +44,8 @@ CASES = [
     ("dns_resolver", {"dns_resolver_allowed_names": ["bad name.example.org"]}, "dns_resolver_allowed_names[0]"),
     ("dns_resolver", {"dns_resolver_allowed_names": ["localhost"]}, "dns_resolver_allowed_names[0]"),
     ("dns_resolver", {"dns_resolver_manage_resolv_conf": "maybe"}, "dns_resolver_manage_resolv_conf"),
+    ("dns_resolver", {"dns_resolver_host_services": [{"name": "logs", "hosts": ["https://logs.example.org/"]}]},
+     "dns_resolver_host_services[0].hosts[0]"),
     ("egress_firewall", {"egress_firewall_dns_users": ["root"]}, "egress_firewall_dns_users: 'root'"),
     ("egress_firewall", {"egress_firewall_dns_users": ["Not A User"]}, "egress_firewall_dns_users"),
     ("egress_firewall", {"egress_firewall_dns_servers": [], "egress_firewall_llm_endpoints": [{"name": "x", "cidrs": ["192.0.2.10/32"]}]},

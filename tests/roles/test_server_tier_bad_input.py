@@ -69,6 +69,11 @@ CASES = [
      "egress_firewall_package_relays[0].address"),
     ("egress_firewall", {"egress_firewall_package_relays": [{"address": "192.0.2.40", "port": 70000}]},
      "egress_firewall_package_relays[0].port"),
+    ("egress_firewall", {"egress_firewall_host_services": [{"name": "s3", "cidrs": ["198.51.100.0/24"]}],
+                         "egress_firewall_host_service_users": []},
+     "egress_firewall_host_service_users is empty"),
+    ("egress_firewall", {"egress_firewall_host_services": [{"name": "logs", "hosts": ["198.51.100.7"]}]},
+     "egress_firewall_host_services[0].hosts"),
 ]
 
 

@@ -95,6 +95,7 @@ def test_valid_input_passes_the_preflight_and_changes_nothing(tmp_path):
     ({"airlock_llm_gateway_key": ""}, "llm_gateway_keys"),
     ({"airlock_dns_servers": ["resolver.example.org"]}, "dns_resolver_upstreams"),
     ({"airlock_backup_password": "short"}, "backup_restic_password is too short"),
+    ({"airlock_host_services": [{"name": "s3"}]}, "egress_firewall_host_services[0] (s3) needs hosts or cidrs"),
 ])
 def test_a_server_tier_mistake_stops_the_run_before_the_proxy_changes(tmp_path, extra, variable):
     # --tags airlock_preflight: the preflight runs whole (its tasks are tagged always), and
@@ -300,3 +301,17 @@ def test_a_log_shipper_mistake_is_refused_in_the_preflight(tmp_path):
     assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
     ok = site(tmp_path / "ok", {}, "--tags", "airlock_preflight", "-e", json.dumps({"airlock_evidence_cloudwatch": EVIDENCE}))
     assert ok.returncode == 0, (ok.stdout + ok.stderr)[-3000:]
+
+
+def test_the_mapping_gives_the_host_services_to_the_firewall_and_the_resolver(tmp_path):
+    """airlock_host_services (set by the AWS inventory: S3 by cidrs, CloudWatch Logs by name)
+    reaches the server's egress firewall as it is (for root alone: the role's default users),
+    and the local resolver answers the names in it; a server without it (the second, which
+    keeps the default, the control) has none."""
+    services = [{"name": "s3", "cidrs": ["198.51.100.0/24"], "port": 443},
+                {"name": "logs", "hosts": ["logs.us-east-1.amazonaws.com"], "port": 443}]
+    inv = inventory(tmp_path, {"airlock_host_services": services})
+    assert shown(inv, "preflight-server", "egress_firewall_host_services") == services
+    assert shown(inv, "preflight-server", "dns_resolver_host_services") == services
+    assert shown(inv, "preflight-server2", "egress_firewall_host_services") == []
+    assert shown(inv, "preflight-server2", "dns_resolver_host_services") == []

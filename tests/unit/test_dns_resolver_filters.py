@@ -39,6 +39,8 @@ def test_endpoint_names_are_the_hosts_and_the_bedrock_name_once_each():
 def test_valid_input_has_no_errors():
     assert F.dns_resolver_input_errors(OK) == []
     assert F.dns_resolver_input_errors({**OK, "upstreams": ["fd00::2"], "allowed_names": ["extra.example.org"]}) == []
+    assert F.dns_resolver_input_errors({**OK, "host_services": [{"name": "s3", "cidrs": ["198.51.100.0/24"]},
+                                                                {"name": "logs", "hosts": ["logs.us-east-1.amazonaws.com"]}]}) == []
 
 
 def test_each_error_names_its_variable():
@@ -48,6 +50,8 @@ def test_each_error_names_its_variable():
              ({"llm_endpoints": "api.example.org"}, "dns_resolver_llm_endpoints must be a list"),
              ({"llm_endpoints": [{"name": "x", "hosts": ["a b.example.org"]}]}, "dns_resolver_llm_endpoints[0].hosts[0]"),
              ({"allowed_names": ["com"]}, "dns_resolver_allowed_names[0]"),
+             ({"host_services": [{"name": "logs", "hosts": ["logs example org"]}]}, "dns_resolver_host_services[0].hosts[0]"),
+             ({"host_services": "logs.example.org"}, "dns_resolver_host_services must be a list"),
              ({"manage_resolv_conf": "yes"}, "dns_resolver_manage_resolv_conf")]
     for change, message in cases:
         errors = F.dns_resolver_input_errors({**OK, **change})

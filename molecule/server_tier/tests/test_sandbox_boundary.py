@@ -416,6 +416,23 @@ def test_package_relay_is_open_to_the_host_only(sandbox, package_relay_standin):
     assert not app_probe(relay)["ok"], "the app's container reached the package relay"
 
 
+def test_host_service_is_open_to_root_only(sandbox):
+    """A host service (egress_firewall_host_services: on AWS S3 and CloudWatch Logs) opens to
+    root on the host, as egress_firewall_host_service_users says, and to nothing else: not
+    another user of the host (nobody, the gateway's user), not a sandbox probing again and
+    again, not the app's network; and the rule is that address and port only."""
+    service = {"kind": "tcp", "host": DECOY_IP, "port": 9443}
+    beside = {"kind": "tcp", "host": DECOY_IP, "port": 9000}
+    assert probe(proxy, service)["ok"] and probe(proxy, beside)["ok"], "positive control: the decoy does not answer the proxy"
+    assert not host_probe(beside)["ok"], "root reached a port of the decoy beside the host service's"
+    for _ in range(3):
+        assert host_probe(service)["ok"], "positive control: root on the host does not reach the host service"
+        for user in ("nobody", "airlock-llm"):
+            assert not host_probe(service, user)["ok"], f"{user} on the host reached the host service"
+        assert not sandbox_probe(sandbox, service)["ok"], "a sandbox reached the host service"
+    assert not app_probe(service)["ok"], "the app's container reached the host service"
+
+
 # ------------------------------------------------------------------------- the app shield
 APP = "host.docker.internal"
 

@@ -7,7 +7,8 @@ dns_resolver_input_errors(inputs)
 dns_resolver_endpoint_names(endpoints)
     The DNS names of an LLM endpoint list in the egress firewall's format: every entry's
     ``hosts``, and ``bedrock-runtime.<region>.amazonaws.com`` for a ``bedrock: true``
-    entry (the name the egress firewall resolves for it), lower case, each once.
+    entry (the name the egress firewall resolves for it), lower case, each once. The host
+    services (egress_firewall_host_services' format) go through it too: their ``hosts``.
 """
 from __future__ import annotations
 
@@ -48,6 +49,22 @@ def _name_errors(var, values, errors) -> None:
             errors.append(f"{PREFIX}{var}[{i}]: {value!r} is not a DNS name (at least two labels of [a-z0-9-])")
 
 
+def _entry_errors(var, entries, fmt, errors) -> None:
+    """Entries in the egress firewall's format (`fmt`): their hosts must be DNS names, and a
+    bedrock entry needs its region."""
+    if not isinstance(entries, list):
+        errors.append(f"{PREFIX}{var} must be a list of {fmt} entries")
+        return
+    for i, entry in enumerate(entries):
+        where = f"{var}[{i}]"
+        if not isinstance(entry, dict):
+            errors.append(f"{PREFIX}{where} must be a dict ({fmt} format)")
+            continue
+        _name_errors(f"{where}.hosts", entry.get("hosts") or [], errors)
+        if entry.get("bedrock") and not checks.AWS_REGION.match(str(entry.get("region") or "")):
+            errors.append(f"{PREFIX}{where}.region: {entry.get('region')!r} is not an AWS region (bedrock: true needs one)")
+
+
 def dns_resolver_input_errors(inputs):
     errors = []
     upstreams = inputs.get("upstreams")
@@ -63,18 +80,8 @@ def dns_resolver_input_errors(inputs):
             if address.is_loopback or address.is_unspecified:
                 errors.append(f"{PREFIX}upstreams[{i}]: {value} is a loopback or unspecified address; the local resolver "
                               "listens on loopback itself and must forward to the network's resolver")
-    endpoints = inputs.get("llm_endpoints")
-    if not isinstance(endpoints, list):
-        errors.append(f"{PREFIX}llm_endpoints must be a list of endpoint entries")
-    else:
-        for i, entry in enumerate(endpoints):
-            where = f"llm_endpoints[{i}]"
-            if not isinstance(entry, dict):
-                errors.append(f"{PREFIX}{where} must be a dict (egress_firewall_llm_endpoints format)")
-                continue
-            _name_errors(f"{where}.hosts", entry.get("hosts") or [], errors)
-            if entry.get("bedrock") and not checks.AWS_REGION.match(str(entry.get("region") or "")):
-                errors.append(f"{PREFIX}{where}.region: {entry.get('region')!r} is not an AWS region (bedrock: true needs one)")
+    _entry_errors("llm_endpoints", inputs.get("llm_endpoints"), "egress_firewall_llm_endpoints", errors)
+    _entry_errors("host_services", inputs.get("host_services", []), "egress_firewall_host_services", errors)
     _name_errors("allowed_names", inputs.get("allowed_names"), errors)
     if not isinstance(inputs.get("manage_resolv_conf"), bool):
         errors.append(f"{PREFIX}manage_resolv_conf must be true or false")

@@ -19,6 +19,12 @@ egress_firewall_address_in(address, networks)
     True when the address lies in one of the networks (the SSH lockout guard).
 egress_firewall_package_relay_rules(relays)
     The package relays the host may reach: ``[{"family": "ip"|"ip6", "address", "port"}]``.
+egress_firewall_host_service_rules(services)
+    Fixed-address host services (egress_firewall_host_services' cidrs), one rule per entry
+    and family: ``[{"name", "family", "cidrs", "ports"}]``.
+egress_firewall_host_service_destinations(services)
+    Host services given by name (resolved into host_services_v4/v6 by the refresh job):
+    ``[{"name", "hosts", "ports"}]``.
 egress_firewall_app_proxy_paths(routes, proxy_addresses, https_port)
     The app's way to the proxy: ``{"accept": {"ip": [...], "ip6": [...]}, "nat": [{"family",
     "address", "port", "to"}]}``, the proxy addresses the app's network may reach on the
@@ -73,11 +79,45 @@ def _destination_errors(var, entries, errors, allow_bedrock):
                 errors.append(f"{where}.cidrs: {cidr!r} would allow everything")
         if bedrock and not checks.AWS_REGION.match(str(entry.get("region", ""))):
             errors.append(f"{where}.region must be an AWS region such as us-east-1 when bedrock is true")
-        ports = entry.get("ports", [entry.get("port", 443)]) if var == "maintenance_destinations" else [entry.get("port", 443)]
+        if var == "host_services":
+            if "port" in entry and "ports" in entry:
+                errors.append(f"{where} ({name}) has both port and ports: give one")
+            ports = entry.get("ports", [entry.get("port", 443)])
+            if not isinstance(ports, list) or not ports:
+                errors.append(f"{where}.ports must be a non-empty list of TCP ports (got {ports!r})")
+                ports = []
+            plural = "s" if "ports" in entry else ""
+        elif var == "maintenance_destinations":
+            ports, plural = entry.get("ports", [entry.get("port", 443)]), "s"
+        else:
+            ports, plural = [entry.get("port", 443)], ""
         for port in ports:
             if not checks.is_port(port):
-                errors.append(f"{where}.port{'s' if var == 'maintenance_destinations' else ''}: {port!r} is not a TCP port")
+                errors.append(f"{where}.port{plural}: {port!r} is not a TCP port")
     return names
+
+
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def _host_service_errors(inputs, errors):
+    services = inputs.get("host_services") or []
+    if not isinstance(services, list):
+        errors.append(f"{PREFIX}host_services must be a list of {{name, hosts and/or cidrs, port or ports}}")
+        return
+    _destination_errors("host_services", services, errors, allow_bedrock=False)
+    if any(isinstance(e, dict) and e.get("hosts") for e in services) and not inputs.get("dns_servers"):
+        errors.append(f"{PREFIX}dns_servers is empty but host services are given by name: name the resolver")
+    users = inputs.get("host_service_users", ["root"])
+    if not isinstance(users, list):
+        errors.append(f"{PREFIX}host_service_users must be a list of system user names")
+        return
+    for user in users:
+        if not isinstance(user, str) or not USER_RE.match(user):
+            errors.append(f"{PREFIX}host_service_users: {user!r} is not a system user name")
+    if services and not users:
+        errors.append(f"{PREFIX}host_service_users is empty but {PREFIX}host_services are set: name the users "
+                      "that may reach them (root for the backups and the log shipper)")
 
 
 def egress_firewall_input_errors(inputs):
@@ -138,6 +178,7 @@ def egress_firewall_input_errors(inputs):
                           "so its forwarded traffic would not be dropped")
     _app_proxy_route_errors(inputs, errors)
     _package_relay_errors(inputs, errors)
+    _host_service_errors(inputs, errors)
     known = _destination_errors("maintenance_destinations", inputs.get("maintenance_destinations"), errors, allow_bedrock=False)
     for name in inputs.get("maintenance_open") or []:
         if name not in known:
@@ -268,6 +309,29 @@ def egress_firewall_host_destinations(endpoints):
     return out
 
 
+def _service_ports(entry):
+    return [int(p) for p in entry.get("ports", [entry.get("port", 443)])]
+
+
+def egress_firewall_host_service_rules(services):
+    """The fixed-address host services, one rule per entry and family:
+    ``[{"name", "family": "ip"|"ip6", "cidrs": [...], "ports": [...]}]``."""
+    out = []
+    for entry in services or []:
+        nets = [ipaddress.ip_network(str(c), strict=True) for c in entry.get("cidrs") or []]
+        for version, family in ((4, "ip"), (6, "ip6")):
+            cidrs = [str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n) for n in nets if n.version == version]
+            if cidrs:
+                out.append({"name": entry["name"], "family": family, "cidrs": cidrs, "ports": _service_ports(entry)})
+    return out
+
+
+def egress_firewall_host_service_destinations(services):
+    """The host services given by name, for the sets tool: ``[{"name", "hosts", "ports"}]``."""
+    return [{"name": e["name"], "hosts": [h.lower() for h in e["hosts"]], "ports": _service_ports(e)}
+            for e in services or [] if e.get("hosts")]
+
+
 def egress_firewall_by_family(addresses):
     out = {"ip": [], "ip6": []}
     for value in addresses or []:
@@ -296,6 +360,8 @@ class FilterModule:
             "egress_firewall_address_in": egress_firewall_address_in,
             "egress_firewall_app_proxy_paths": egress_firewall_app_proxy_paths,
             "egress_firewall_package_relay_rules": egress_firewall_package_relay_rules,
+            "egress_firewall_host_service_rules": egress_firewall_host_service_rules,
+            "egress_firewall_host_service_destinations": egress_firewall_host_service_destinations,
         }
 
 
