@@ -30,6 +30,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import importlib.util
+
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +84,15 @@ def inventory(tmp_path) -> Path:
     return inv
 
 
+def firewall_checks():
+    """The egress firewall role's filter plugin (its input checks)."""
+    spec = importlib.util.spec_from_file_location(
+        "egress_firewall_filters", ROOT / "roles" / "egress_firewall" / "filter_plugins" / "egress_firewall.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 LOOKUP = "lookup('airlock_aws_prefix_list', '{name}', region='{region}', endpoint_url=lookup('env', 'AWS_URL'))"
 
 
@@ -123,6 +134,16 @@ def test_the_server_reaches_s3_as_a_host_service_and_the_proxy_gets_none(moto, i
                         "cidrs": cidrs, "port": 443},
                        # The log shipper's endpoint: by name (the interface endpoint's stable addresses).
                        {"name": "cloudwatch-logs", "hosts": [f"logs.{REGION}.amazonaws.com"], "port": 443}], True, True]
+    # The shared mapping hands the same entries to the egress firewall and the local resolver,
+    # and the firewall's own checks take them as they are (a resolver is named, root alone).
+    rc, mapped = template(moto, "[egress_firewall_host_services, dns_resolver_host_services, egress_firewall_dns_servers]",
+                          inventory, "s1")
+    assert rc == 0, mapped
+    assert mapped[0] == server[0] and mapped[1] == server[0]
+    errors: list = []
+    firewall_checks()._host_service_errors(
+        {"host_services": mapped[0], "host_service_users": ["root"], "dns_servers": mapped[2]}, errors)
+    assert errors == []
     # The proxy (UFW, open egress on 443 through its security group) gets no such entry.
     rc, proxy = template(moto, "airlock_host_services | default('undefined')", inventory, "p1")
     assert rc == 0 and proxy == "undefined", proxy
