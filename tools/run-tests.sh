@@ -15,9 +15,11 @@
 # container, from a clone under /root: tools/testbed/fresh-machine.sh), mutants_fast (the
 # fast subset of the mutation matrix, tools/mutants: run on the nginx_proxy scenario right
 # after its verify, before its destroy; alone, it brings the scenario up and down itself).
-# lint, unit, roles, aws, host and fresh run one after another beside the Molecule scenarios,
-# and the image of the real server (realserver_image, cached by recipe) builds at low
-# priority beside them; then e2e, e2e_real, e2e_ssh and bench run one after another, alone.
+# A whole run is one pool of SLOTS stages at a time (default 4), the longest first, each
+# Molecule scenario a stage of its own, while the image of the real server (realserver_image,
+# cached by recipe) builds at low priority beside them; e2e_real waits for that image. The four
+# lab stages build labs of their own (own names, subnets and ports: AIRLOCK_LAB_*), so they run
+# beside each other and beside the scenarios. reports/cpu.log samples the machine's CPU use.
 # Logs go to reports/<stage>.log; a summary table ends the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -64,7 +66,19 @@ stage_e2e_ssh() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab_ssh.
 stage_realserver_image() { nice -n 10 tools/realserver/build.sh --save .cache/images/openhands-pypi.tar; }
 # Then the image's own proof on this machine's engine (tools/realserver/test_realserver.py: the
 # server behind a stand-in of the proxy's route, and the role's env file read by its loader).
-stage_e2e_real() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_real_openhands.py tools/realserver/test_realserver.py; }
+stage_e2e_real() {
+  image_built || return 1
+  must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_real_openhands.py tools/realserver/test_realserver.py
+}
+# In a whole run the image builds beside the pool: wait for its result (reports/realserver_image.rc).
+# Alone (tools/run-tests.sh e2e_real), the test builds or reuses the image itself.
+image_built() {
+  local rc
+  [ -n "${IMAGE_BUILD_PID:-}" ] || return 0
+  while [ ! -s reports/realserver_image.rc ]; do sleep 5; done
+  read -r rc _ <reports/realserver_image.rc
+  [ "$rc" = 0 ] || { echo "the real server's image did not build (reports/realserver_image.log)"; return 1; }
+}
 stage_bench() { must_pass -q -p no:cacheprovider -rfEs tests/bench; }
 stage_fresh() { nice -n 10 tools/testbed/fresh-machine.sh; }
 stage_mutants_fast() { tools/mutants/run.py --fast --up --down --report reports/mutants-fast.json; }
@@ -80,22 +94,50 @@ scenario() {
 
 all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
 
-# At most $JOBS scenarios at once. The slots count this function's own jobs only: a bare
-# `wait -n` also returns when another background stage of the caller ends (the real
-# server's image), which let a third scenario start.
-run_molecule() { # scenarios...
-  local s p pids=() live
-  [ $# -gt 0 ] || set -- $(all_scenarios)
-  for s in "$@"; do
+# One job of a pool: a stage, or molecule:<scenario>.
+start_job() {
+  case $1 in
+    molecule:*) run_stage "molecule-${1#molecule:}" scenario "${1#molecule:}" & ;;
+    *) run_stage "$1" "stage_$1" & ;;
+  esac
+}
+
+# At most SLOTS jobs at once, in the order given. The slots count this function's own jobs
+# only: a bare `wait -n` also returns when another background job of the caller ends.
+run_pool() { # slots jobs...
+  local slots=$1 job p pids=() live
+  shift
+  for job in "$@"; do
     while :; do
       live=(); for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && live+=("$p"); done
-      [ ${#live[@]} -lt "$JOBS" ] && break
+      [ ${#live[@]} -lt "$slots" ] && break
       wait -n "${live[@]}" || true
     done
-    run_stage "molecule-$s" scenario "$s" &
+    start_job "$job"
     pids+=($!)
   done
   [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" || true
+}
+
+# Molecule alone (tools/run-tests.sh molecule [NAME..]): at most JOBS scenarios at once.
+run_molecule() { # scenarios...
+  local s jobs=()
+  [ $# -gt 0 ] || set -- $(all_scenarios)
+  for s in "$@"; do jobs+=("molecule:$s"); done
+  run_pool "$JOBS" "${jobs[@]}"
+}
+
+# The machine's CPU use every 10 s (time, busy %, load average), to read a run's contention by.
+sample_cpu() {
+  local prev cur idle total i
+  read -ra prev < <(head -n 1 /proc/stat)
+  while sleep 10; do
+    read -ra cur < <(head -n 1 /proc/stat)
+    idle=$(( cur[4] + cur[5] - prev[4] - prev[5] )); total=0
+    for i in 1 2 3 4 5 6 7 8; do total=$(( total + cur[i] - prev[i] )); done
+    [ "$total" -gt 0 ] && echo "$(date +%T) $(( 100 * (total - idle) / total ))% $(cut -d' ' -f1 /proc/loadavg)"
+    prev=("${cur[@]}")
+  done
 }
 
 # After the table (what a CI page shows of a run is its end): for each failed stage, what
@@ -133,14 +175,22 @@ summary() {
 rm -f reports/*.rc
 start=$SECONDS
 if [ $# -eq 0 ]; then
-  { for s in lint unit roles aws host fresh; do run_stage "$s" "stage_$s"; done; } &
+  sample_cpu >reports/cpu.log 2>&1 &
+  sampler=$!
   run_stage realserver_image stage_realserver_image &
-  run_molecule
-  wait
-  run_stage e2e stage_e2e
-  run_stage e2e_real stage_e2e_real
-  run_stage e2e_ssh stage_e2e_ssh
-  run_stage bench stage_bench
+  IMAGE_BUILD_PID=$!
+  # The longest first (their times in a CI run: aws 23 min, the two tier scenarios 18 to 21,
+  # e2e 15, ...); e2e_real late enough that its image is built by then. A scenario not named
+  # here runs after the named ones.
+  order=(e2e aws molecule:nginx_proxy molecule:server_tier roles e2e_ssh bench e2e_real
+         molecule:dns_resolver molecule:package_relay fresh molecule:monitoring molecule:auditd
+         molecule:log_shipper lint unit host)
+  queue=()
+  for j in "${order[@]}"; do [[ $j != molecule:* || -f molecule/${j#molecule:}/molecule.yml ]] && queue+=("$j"); done
+  for s in $(all_scenarios); do [[ " ${order[*]} " == *" molecule:$s "* ]] || queue+=("molecule:$s"); done
+  run_pool "${SLOTS:-4}" "${queue[@]}"
+  wait "$IMAGE_BUILD_PID"
+  kill "$sampler" 2>/dev/null
 else
   stage=$1; shift
   case $stage in
