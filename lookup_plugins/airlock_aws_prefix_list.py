@@ -24,8 +24,10 @@ Tested against moto in tests/aws/test_prefix_list_lookup.py.
 """
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
+from pathlib import Path
 
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
@@ -57,8 +59,14 @@ _raw:
   elements: str
 """
 
+# The checks every role shares (the AWS region's form among them): plugin_utils/airlock_checks.py,
+# loaded by path as the filter plugins do.
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[1] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
+
 NAME = re.compile(r"^com\.amazonaws\.(?:global|[a-z]{2}(?:-[a-z]+)+-\d)\.[a-z0-9.-]+$")
-REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 
 # One API call per list and endpoint per process: the variable is templated several times
 # in one task (its checks, the ruleset, the sets configuration).
@@ -97,7 +105,7 @@ class LookupModule(LookupBase):
             raise AnsibleError(f"airlock_aws_prefix_list: one AWS-managed prefix list name is needed "
                                f"(com.amazonaws.<region>.<service>), got {terms!r}")
         region = self.get_option("region")
-        if not isinstance(region, str) or not REGION.match(region):
+        if not isinstance(region, str) or not checks.AWS_REGION.match(region):
             raise AnsibleError(f"airlock_aws_prefix_list: region {region!r} is not an AWS region")
         endpoint = (self.get_option("endpoint_url") or "").strip()
         key = (terms[0], region, endpoint)

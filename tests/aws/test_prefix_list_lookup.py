@@ -112,12 +112,13 @@ def test_the_lookup_returns_the_aws_managed_lists_cidrs_only(moto, inventory):
         ec2.delete_managed_prefix_list(PrefixListId=own)
 
 
-@pytest.mark.parametrize("name,message", [
-    ("com.amazonaws.us-east-1.nothing", "no AWS-managed prefix list named com.amazonaws.us-east-1.nothing"),
-    ("s3", "one AWS-managed prefix list name is needed"),
+@pytest.mark.parametrize("name,region,message", [
+    ("com.amazonaws.us-east-1.nothing", REGION, "no AWS-managed prefix list named com.amazonaws.us-east-1.nothing"),
+    ("s3", REGION, "one AWS-managed prefix list name is needed"),
+    (S3_LIST, "us-east", "region 'us-east' is not an AWS region"),
 ])
-def test_an_unknown_list_is_an_error_naming_it(moto, inventory, name, message):
-    rc, out = template(moto, LOOKUP.format(name=name, region=REGION), inventory)
+def test_an_unknown_list_is_an_error_naming_it(moto, inventory, name, region, message):
+    rc, out = template(moto, LOOKUP.format(name=name, region=region), inventory)
     assert rc != 0 and message in out, out
     # The control: the same call with the real list's name works.
     rc, got = template(moto, LOOKUP.format(name=S3_LIST, region=REGION), inventory)
