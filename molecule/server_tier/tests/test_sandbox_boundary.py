@@ -7,6 +7,7 @@ where it must succeed, in the same test, so a block can never be an outage.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 from urllib.parse import urlsplit
@@ -361,21 +362,43 @@ def metadata_standin():
     decoy.run(f"ip addr del {IMDS}/32 dev eth0")
 
 
-def test_instance_metadata_is_closed_to_the_host_and_sandboxes(sandbox, metadata_standin):
+# The host-only routes below are attacked at rest and while a maintenance window is open (as
+# during every site.yml run): opening one rebuilds the window's sets, and must not widen them.
+WINDOW = {"kind": "tcp", "host": DECOY_IP, "port": 9000}  # test-mirror, the window's destination
+STATES = ["at rest", "window open"]
+
+
+@contextlib.contextmanager
+def window_state(state: str):
+    if state == "at rest":
+        assert not host_probe(WINDOW)["ok"], "a maintenance window is open at rest"
+        yield
+        return
+    server.check_output("airlock-egress-sets --open test-mirror")
+    try:
+        assert host_probe(WINDOW)["ok"], "positive control: the window did not open for the host"
+        yield
+    finally:
+        server.check_output("airlock-egress-sets --close")
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_instance_metadata_is_closed_to_the_host_and_sandboxes(sandbox, metadata_standin, state):
     """egress_firewall_metadata_access is off here (no Bedrock model): neither root on the
     host, nor the gateway's user, nor a sandbox reaches the metadata service, which answers
     the proxy over the same route (the control)."""
     spec = metadata_standin
-    assert probe(proxy, spec)["ok"], "positive control: the metadata stand-in does not answer the proxy"
-    assert not host_probe(spec)["ok"], "root on the server reached the metadata service"
-    assert not host_probe(spec, user="airlock-llm")["ok"], "the gateway's user reached the metadata service"
-    assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox reached the metadata service"
+    with window_state(state):
+        assert probe(proxy, spec)["ok"], "positive control: the metadata stand-in does not answer the proxy"
+        assert not host_probe(spec)["ok"], "root on the server reached the metadata service"
+        assert not host_probe(spec, user="airlock-llm")["ok"], "the gateway's user reached the metadata service"
+        assert not sandbox_probe(sandbox, spec)["ok"], "a sandbox reached the metadata service"
 
 
 def test_maintenance_window_is_open_to_the_host_only(sandbox):
     """While a maintenance window is open (as during every site.yml run), the host reaches
     the window's destination and a sandbox, probing again and again, never does."""
-    spec = {"kind": "tcp", "host": DECOY_IP, "port": 9000}
+    spec = WINDOW
     assert not host_probe(spec)["ok"], "the window is open before the test opened it"
     server.check_output("airlock-egress-sets --open test-mirror")
     try:
@@ -402,35 +425,41 @@ def package_relay_standin():
         proxy.run(f"systemctl stop {unit}")
 
 
-def test_package_relay_is_open_to_the_host_only(sandbox, package_relay_standin):
+@pytest.mark.parametrize("state", STATES)
+def test_package_relay_is_open_to_the_host_only(sandbox, package_relay_standin, state):
     """The host (apt, as root) reaches the relay's address and port at all times; a sandbox,
     probing again and again, and the app's own network never do; and the host's rule is that
     port only (the listener beside it, which answers the proxy itself, stays closed)."""
     relay = {"kind": "tcp", "host": PROXY_IP, "port": 3142}
     beside = {"kind": "tcp", "host": PROXY_IP, "port": 3143}
-    assert probe(proxy, beside)["ok"], "positive control: the listener beside the relay does not answer the proxy"
-    assert not host_probe(beside)["ok"], "the host reached a port of the proxy beside the relay's"
-    for _ in range(3):
-        assert host_probe(relay)["ok"], "positive control: the host does not reach the package relay"
-        assert not sandbox_probe(sandbox, relay)["ok"], "a sandbox reached the package relay"
-    assert not app_probe(relay)["ok"], "the app's container reached the package relay"
+    with window_state(state):
+        assert probe(proxy, beside)["ok"], "positive control: the listener beside the relay does not answer the proxy"
+        assert not host_probe(beside)["ok"], "the host reached a port of the proxy beside the relay's"
+        for _ in range(3):
+            assert host_probe(relay)["ok"], "positive control: the host does not reach the package relay"
+            assert not sandbox_probe(sandbox, relay)["ok"], "a sandbox reached the package relay"
+        assert not app_probe(relay)["ok"], "the app's container reached the package relay"
 
 
-def test_host_service_is_open_to_root_only(sandbox):
+@pytest.mark.parametrize("state", STATES)
+def test_host_service_is_open_to_root_only(sandbox, state):
     """A host service (egress_firewall_host_services: on AWS S3 and CloudWatch Logs) opens to
     root on the host, as egress_firewall_host_service_users says, and to nothing else: not
     another user of the host (nobody, the gateway's user), not a sandbox probing again and
-    again, not the app's network; and the rule is that address and port only."""
+    again, not the app's network; and the rule is that address and port only (the decoy's
+    port 3000 beside it, which no rule opens, at rest or in a window)."""
     service = {"kind": "tcp", "host": DECOY_IP, "port": 9443}
-    beside = {"kind": "tcp", "host": DECOY_IP, "port": 9000}
-    assert probe(proxy, service)["ok"] and probe(proxy, beside)["ok"], "positive control: the decoy does not answer the proxy"
-    assert not host_probe(beside)["ok"], "root reached a port of the decoy beside the host service's"
-    for _ in range(3):
-        assert host_probe(service)["ok"], "positive control: root on the host does not reach the host service"
-        for user in ("nobody", "airlock-llm"):
-            assert not host_probe(service, user)["ok"], f"{user} on the host reached the host service"
-        assert not sandbox_probe(sandbox, service)["ok"], "a sandbox reached the host service"
-    assert not app_probe(service)["ok"], "the app's container reached the host service"
+    beside = {"kind": "tcp", "host": DECOY_IP, "port": 3000}
+    with window_state(state):
+        assert probe(proxy, service)["ok"] and probe(proxy, beside)["ok"], \
+            "positive control: the decoy does not answer the proxy"
+        assert not host_probe(beside)["ok"], "root reached a port of the decoy beside the host service's"
+        for _ in range(3):
+            assert host_probe(service)["ok"], "positive control: root on the host does not reach the host service"
+            for user in ("nobody", "airlock-llm"):
+                assert not host_probe(service, user)["ok"], f"{user} on the host reached the host service"
+            assert not sandbox_probe(sandbox, service)["ok"], "a sandbox reached the host service"
+        assert not app_probe(service)["ok"], "the app's container reached the host service"
 
 
 # ------------------------------------------------------------------------- the app shield
