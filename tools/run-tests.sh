@@ -15,7 +15,7 @@
 # container, from a clone under /root: tools/testbed/fresh-machine.sh), mutants_fast (the
 # fast subset of the mutation matrix, tools/mutants: run on the nginx_proxy scenario right
 # after its verify, before its destroy; alone, it brings the scenario up and down itself).
-# A whole run is one pool of SLOTS stages at a time (default 4), the longest first, each
+# A whole run is one pool of SLOTS stages at a time (default 3), the longest first, each
 # Molecule scenario a stage of its own, while the image of the real server (realserver_image,
 # cached by recipe) builds at low priority beside them; e2e_real waits for that image. The four
 # lab stages build labs of their own (own names, subnets and ports: AIRLOCK_LAB_*), so they run
@@ -179,16 +179,18 @@ if [ $# -eq 0 ]; then
   sampler=$!
   run_stage realserver_image stage_realserver_image &
   IMAGE_BUILD_PID=$!
-  # The longest first (their times in a CI run: aws 23 min, the two tier scenarios 18 to 21,
-  # e2e 15, ...); e2e_real late enough that its image is built by then. A scenario not named
-  # here runs after the named ones.
-  order=(e2e aws molecule:nginx_proxy molecule:server_tier roles e2e_ssh bench e2e_real
-         molecule:dns_resolver molecule:package_relay fresh molecule:monitoring molecule:auditd
-         molecule:log_shipper lint unit host)
+  # Three stages at a time: on 2 cores a fourth one (and the image's build) slows the lab
+  # converges, chains of short processes that wait for the CPU at every step, five times over.
+  # The longest first (their times in a run of the whole suite: aws 23 min, nginx_proxy with
+  # the mutants 22, e2e 15, ...); e2e_real late enough that its image is built by then. A
+  # scenario not named here runs after the named ones.
+  order=(aws molecule:nginx_proxy e2e molecule:server_tier roles e2e_real bench e2e_ssh
+         molecule:dns_resolver molecule:package_relay fresh molecule:monitoring molecule:log_shipper
+         molecule:auditd lint unit host)
   queue=()
   for j in "${order[@]}"; do [[ $j != molecule:* || -f molecule/${j#molecule:}/molecule.yml ]] && queue+=("$j"); done
   for s in $(all_scenarios); do [[ " ${order[*]} " == *" molecule:$s "* ]] || queue+=("molecule:$s"); done
-  run_pool "${SLOTS:-4}" "${queue[@]}"
+  run_pool "${SLOTS:-3}" "${queue[@]}"
   wait "$IMAGE_BUILD_PID"
   kill "$sampler" 2>/dev/null
 else
