@@ -59,16 +59,16 @@ stage_unit() { must_pass -q -rfE -p no:cacheprovider tests/unit; }
 stage_roles() { must_pass -q -rfE -p no:cacheprovider tests/roles; }
 stage_aws() { must_pass -q -rfE -p no:cacheprovider -n 2 --dist loadfile tests/aws; }
 stage_host() { must_pass -q -p no:cacheprovider -rfEs tests/host; }
-stage_e2e() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab.py; }
+stage_e2e() { locked e2e must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab.py; }
 # The lab over SSH, as AWS hosts are reached (inventories/lab-ssh): two converges, no lockout.
-stage_e2e_ssh() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab_ssh.py; }
+stage_e2e_ssh() { locked e2e_ssh must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab_ssh.py; }
 # The real OpenHands server built from PyPI (tools/realserver, docs/real-openhands.md).
 stage_realserver_image() { nice -n 10 tools/realserver/build.sh --save .cache/images/openhands-pypi.tar; }
 # Then the image's own proof on this machine's engine (tools/realserver/test_realserver.py: the
 # server behind a stand-in of the proxy's route, and the role's env file read by its loader).
 stage_e2e_real() {
   image_built || return 1
-  must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_real_openhands.py tools/realserver/test_realserver.py
+  locked e2e_real must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_real_openhands.py tools/realserver/test_realserver.py
 }
 # In a whole run the image builds beside the pool: wait for its result (reports/realserver_image.rc).
 # Alone (tools/run-tests.sh e2e_real), the test builds or reuses the image itself.
@@ -79,17 +79,28 @@ image_built() {
   read -r rc _ <reports/realserver_image.rc
   [ "$rc" = 0 ] || { echo "the real server's image did not build (reports/realserver_image.log)"; return 1; }
 }
-stage_bench() { must_pass -q -p no:cacheprovider -rfEs tests/bench; }
+stage_bench() { locked bench must_pass -q -p no:cacheprovider -rfEs tests/bench; }
 stage_fresh() { nice -n 10 tools/testbed/fresh-machine.sh; }
 stage_mutants_fast() { tools/mutants/run.py --fast --up --down --report reports/mutants-fast.json; }
 MUTANTS_FAST_SCENARIO=nginx_proxy
+# A scenario's containers and networks have the same names in every checkout: each runs under
+# the lock a developer's own run takes too (flock /tmp/airlock-<scenario>.lock, docs/contributing.md),
+# so a run of the suite never destroys a scenario someone else is testing, nor the reverse.
 scenario() {
+  ( flock 9 || exit 1; scenario_locked "$1" ) 9>"/tmp/airlock-$1.lock"
+}
+scenario_locked() {
   local rc
   [ "$1" = "$MUTANTS_FAST_SCENARIO" ] || { molecule test -s "$1"; return; }
   molecule test -s "$1" --destroy never; rc=$?
   [ $rc -ne 0 ] || run_stage mutants_fast stage_mutants_fast
   molecule destroy -s "$1"
   return $rc
+}
+# The lab stages' labs are named by the tests (e2e, realoh, sshlab, bench): the same lock rule.
+locked() { # name command...
+  local name=$1; shift
+  ( flock 9 || exit 1; "$@" ) 9>"/tmp/airlock-$name.lock"
 }
 
 all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
