@@ -195,7 +195,7 @@ if [ $# -eq 0 ]; then
   # The longest first (their times in a run of the whole suite: aws 23 min, nginx_proxy with
   # the mutants 22, e2e 15, ...); e2e_real late enough that its image is built by then. A
   # scenario not named here runs after the named ones.
-  order=(aws molecule:nginx_proxy e2e molecule:server_tier roles e2e_real bench e2e_ssh
+  order=(aws e2e molecule:server_tier molecule:nginx_proxy roles e2e_real bench e2e_ssh
          molecule:dns_resolver molecule:package_relay fresh molecule:monitoring molecule:log_shipper
          molecule:auditd lint unit host)
   queue=()
