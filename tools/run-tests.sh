@@ -16,11 +16,10 @@
 # container, from a clone under /root: tools/testbed/fresh-machine.sh), mutants_fast (the
 # fast subset of the mutation matrix, tools/mutants: run on the nginx_proxy scenario right
 # after its verify, before its destroy; alone, it brings the scenario up and down itself).
-# A whole run is one pool of SLOTS stages at a time (default 3), the longest first, each
-# Molecule scenario a stage of its own, while the image of the real server (realserver_image,
-# cached by recipe) builds at low priority beside them; e2e_real waits for that image. The four
-# lab stages build labs of their own (own names, subnets and ports: AIRLOCK_LAB_*), so they run
-# beside each other and beside the scenarios. reports/cpu.log samples the machine's CPU use.
+# A whole run: lint, unit, roles, aws and host one after another beside the Molecule scenarios
+# (JOBS at a time, default 2) and the real server's image (realserver_image, cached by recipe,
+# at low priority); then the lab stages one after another, alone. reports/cpu.log samples the
+# machine's CPU use over the run.
 # Logs go to reports/<stage>.log; a summary table ends the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -114,7 +113,7 @@ start_job() {
   esac
 }
 
-# At most SLOTS jobs at once, in the order given. The slots count this function's own jobs
+# At most <slots> jobs at once, in the order given. The slots count this function's own jobs
 # only: a bare `wait -n` also returns when another background job of the caller ends.
 run_pool() { # slots jobs...
   local slots=$1 job p pids=() live
@@ -191,28 +190,25 @@ full=0
 if [ $# -eq 0 ]; then
   sample_cpu >reports/cpu.log 2>&1 &
   sampler=$!
+  # The checks one after another, beside the Molecule scenarios (JOBS at a time) and the real
+  # server's image (at low priority); then the labs one after another, alone. A lab converge is
+  # a chain of short processes that waits for the CPU at every step: beside three other stages
+  # it ran five to six times slower than alone (a pool of every stage measured it), while the
+  # other stages barely gained.
+  checks=(lint unit roles aws host)
+  labs=(e2e e2e_real)
+  # The test command runs the lab matrix's fast subset: the stand-in lab and the real server's
+  # lab, both reached through the Docker API. `full` adds its other cells, the lab over SSH
+  # (e2e_ssh) and the benchmark's lab (bench), and the setup on a bare machine (fresh), which a
+  # CI run's own setup on its fresh machine already is.
+  [ "$full" = 1 ] && { checks+=(fresh); labs+=(e2e_ssh bench); }
+  { for s in "${checks[@]}"; do run_stage "$s" "stage_$s"; done; } &
+  checks_pid=$!
   run_stage realserver_image stage_realserver_image &
   IMAGE_BUILD_PID=$!
-  # Three stages at a time: on 2 cores a fourth one (and the image's build) slows the lab
-  # converges, chains of short processes that wait for the CPU at every step, five times over.
-  # The longest first (their times in a run of the whole suite: aws 23 min, nginx_proxy with
-  # the mutants 22, e2e 15, ...); e2e_real late enough that its image is built by then. A
-  # scenario not named here runs after the named ones.
-  # The test command (no argument) runs the lab matrix's fast subset: the stand-in lab and the
-  # real server's lab, both reached through the Docker API. `full` adds its other cells, the
-  # lab over SSH (e2e_ssh) and the benchmark's lab (bench), and the setup on a bare machine
-  # (fresh), which a CI run's own setup on its fresh machine already is.
-  order=(aws e2e molecule:server_tier molecule:nginx_proxy roles e2e_real
-         molecule:dns_resolver molecule:package_relay molecule:monitoring molecule:log_shipper
-         molecule:auditd lint unit host)
-  [ "$full" = 1 ] && order=(aws e2e molecule:server_tier molecule:nginx_proxy roles e2e_real bench e2e_ssh
-         molecule:dns_resolver molecule:package_relay fresh molecule:monitoring molecule:log_shipper
-         molecule:auditd lint unit host)
-  queue=()
-  for j in "${order[@]}"; do [[ $j != molecule:* || -f molecule/${j#molecule:}/molecule.yml ]] && queue+=("$j"); done
-  for s in $(all_scenarios); do [[ " ${order[*]} " == *" molecule:$s "* ]] || queue+=("molecule:$s"); done
-  run_pool "${SLOTS:-3}" "${queue[@]}"
-  wait "$IMAGE_BUILD_PID"
+  run_molecule
+  wait "$checks_pid" "$IMAGE_BUILD_PID"
+  for s in "${labs[@]}"; do run_stage "$s" "stage_$s"; done
   kill "$sampler" 2>/dev/null
 else
   stage=$1; shift
