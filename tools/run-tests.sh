@@ -70,12 +70,11 @@ stage_e2e_real() {
   image_built || return 1
   locked e2e_real must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_real_openhands.py tools/realserver/test_realserver.py
 }
-# In a whole run the image builds beside the pool: wait for its result (reports/realserver_image.rc).
+# In a whole run the image was built before the labs: e2e_real stops at once if it failed.
 # Alone (tools/run-tests.sh e2e_real), the test builds or reuses the image itself.
 image_built() {
   local rc
   [ -n "${IMAGE_BUILD_PID:-}" ] || return 0
-  while [ ! -s reports/realserver_image.rc ]; do sleep 5; done
   read -r rc _ <reports/realserver_image.rc
   [ "$rc" = 0 ] || { echo "the real server's image did not build (reports/realserver_image.log)"; return 1; }
 }
@@ -86,9 +85,7 @@ MUTANTS_FAST_SCENARIO=nginx_proxy
 # A scenario's containers and networks have the same names in every checkout: each runs under
 # the lock a developer's own run takes too (flock /tmp/airlock-<scenario>.lock, docs/contributing.md),
 # so a run of the suite never destroys a scenario someone else is testing, nor the reverse.
-scenario() {
-  ( flock 9 || exit 1; scenario_locked "$1" ) 9>"/tmp/airlock-$1.lock"
-}
+scenario() { locked "$1" scenario_locked "$1"; }
 scenario_locked() {
   local rc
   [ "$1" = "$MUTANTS_FAST_SCENARIO" ] || { molecule test -s "$1"; return; }
@@ -105,37 +102,22 @@ locked() { # name command...
 
 all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
 
-# One job of a pool: a stage, or molecule:<scenario>.
-start_job() {
-  case $1 in
-    molecule:*) run_stage "molecule-${1#molecule:}" scenario "${1#molecule:}" & ;;
-    *) run_stage "$1" "stage_$1" & ;;
-  esac
-}
-
-# At most <slots> jobs at once, in the order given. The slots count this function's own jobs
-# only: a bare `wait -n` also returns when another background job of the caller ends.
-run_pool() { # slots jobs...
-  local slots=$1 job p pids=() live
-  shift
-  for job in "$@"; do
+# At most $JOBS scenarios at once. The slots count this function's own jobs only: a bare
+# `wait -n` also returns when another background stage of the caller ends (the real
+# server's image), which let a third scenario start.
+run_molecule() { # scenarios...
+  local s p pids=() live
+  [ $# -gt 0 ] || set -- $(all_scenarios)
+  for s in "$@"; do
     while :; do
       live=(); for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && live+=("$p"); done
-      [ ${#live[@]} -lt "$slots" ] && break
+      [ ${#live[@]} -lt "$JOBS" ] && break
       wait -n "${live[@]}" || true
     done
-    start_job "$job"
+    run_stage "molecule-$s" scenario "$s" &
     pids+=($!)
   done
   [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" || true
-}
-
-# Molecule alone (tools/run-tests.sh molecule [NAME..]): at most JOBS scenarios at once.
-run_molecule() { # scenarios...
-  local s jobs=()
-  [ $# -gt 0 ] || set -- $(all_scenarios)
-  for s in "$@"; do jobs+=("molecule:$s"); done
-  run_pool "$JOBS" "${jobs[@]}"
 }
 
 # The machine's CPU use every 10 s (time, busy %, load average), to read a run's contention by.
