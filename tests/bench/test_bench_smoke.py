@@ -50,7 +50,7 @@ def smoke(tmp_path_factory):
     # Never the user's lab ("lab"): the benchmark's own, built and removed unless already up.
     env = {**os.environ, "AIRLOCK_LAB_NAME": "bench"}
     res = subprocess.run([str(ROOT / "tools" / "bench.sh"), "--smoke", "--out", str(md), "--json", str(js)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=4500)
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=2700)
     assert res.returncode == 0, f"bench smoke failed:\n{(res.stdout + res.stderr)[-4000:]}"
     return json.loads(js.read_text()), md.read_text()
 

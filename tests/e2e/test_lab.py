@@ -34,7 +34,7 @@ STATE: dict = {}
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
-def playbook(*args: str, timeout: int = 3600) -> subprocess.CompletedProcess:
+def playbook(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     env = {**os.environ, **LAB, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
     cmd = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), *args]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

@@ -193,7 +193,7 @@ class Lab:
     def password(self) -> str:
         return (ROOT / f".{self.name}" / "admin.password").read_text().strip()
 
-    def playbook(self, label: str, *args: str, timeout: int = 3600) -> dict:
+    def playbook(self, label: str, *args: str, timeout: int = 1800) -> dict:
         env = {**os.environ, **self.env, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
                "ANSIBLE_NOCOLOR": "1", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "25"}
         start = time.monotonic()
