@@ -16,10 +16,10 @@
 # container, from a clone under /root: tools/testbed/fresh-machine.sh), mutants_fast (the
 # fast subset of the mutation matrix, tools/mutants: run on the nginx_proxy scenario right
 # after its verify, before its destroy; alone, it brings the scenario up and down itself).
-# A whole run: the lab stages one after another from the start, at normal priority, the real
-# server's image (realserver_image, cached by recipe) building beside the first; beside them at
-# the lowest priority, lint, unit and roles one after another, aws and host one after another,
-# and the Molecule scenarios (JOBS at a time, default 2). reports/cpu.log samples the machine's CPU use.
+# A whole run: lint, unit, roles, aws and host one after another beside the Molecule scenarios
+# (JOBS at a time, default 2) and the real server's image (realserver_image, cached by recipe,
+# at low priority); then the lab stages one after another, alone. reports/cpu.log samples the
+# machine's CPU use over the run.
 # Logs go to reports/<stage>.log; a summary table ends the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -70,7 +70,7 @@ stage_e2e_real() {
   image_built || return 1
   locked e2e_real must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_real_openhands.py tools/realserver/test_realserver.py
 }
-# In a whole run the image was built before e2e_real starts: it stops at once if that failed.
+# In a whole run the image was built before the labs: e2e_real stops at once if it failed.
 # Alone (tools/run-tests.sh e2e_real), the test builds or reuses the image itself.
 image_built() {
   local rc
@@ -172,39 +172,25 @@ full=0
 if [ $# -eq 0 ]; then
   sample_cpu >reports/cpu.log 2>&1 &
   sampler=$!
-  # The checks in two chains, the longest stage (aws) leading one.
-  checks=(lint unit roles)
-  checks2=(aws host)
+  # The checks one after another, beside the Molecule scenarios (JOBS at a time) and the real
+  # server's image (at low priority); then the labs one after another, alone. A lab converge is
+  # a chain of short processes that waits for the CPU at every step: beside three other stages
+  # it ran five to six times slower than alone (a pool of every stage measured it), while the
+  # other stages barely gained.
+  checks=(lint unit roles aws host)
   labs=(e2e e2e_real)
   # The test command runs the lab matrix's fast subset: the stand-in lab and the real server's
   # lab, both reached through the Docker API. `full` adds its other cells, the lab over SSH
   # (e2e_ssh) and the benchmark's lab (bench), and the setup on a bare machine (fresh), which a
   # CI run's own setup on its fresh machine already is.
   [ "$full" = 1 ] && { checks+=(fresh); labs+=(e2e_ssh bench); }
-  # The labs from the start, one after another, at normal priority, with the real server's image
-  # building beside the first; the checks (two chains) and the Molecule scenarios (JOBS at a
-  # time) beside them at the lowest priority (nice 19). A lab converge is a chain of short
-  # processes that waits for the CPU at every step: beside other stages at the same priority it
-  # ran five to six times slower than alone, and alone it leaves a third of the CPU idle (its
-  # waits for services and probes). At nice 19 the other stages take that third and yield the
-  # CPU whenever the lab wants it.
-  {
-    run_stage realserver_image stage_realserver_image &
-    IMAGE_BUILD_PID=$!
-    for s in "${labs[@]}"; do
-      [ "$s" = e2e_real ] && wait "$IMAGE_BUILD_PID"
-      run_stage "$s" "stage_$s"
-    done
-  } &
-  labs_pid=$!
-  (
-    renice -n 19 -p "$BASHPID" >/dev/null
-    { for s in "${checks[@]}"; do run_stage "$s" "stage_$s"; done; } &
-    { for s in "${checks2[@]}"; do run_stage "$s" "stage_$s"; done; } &
-    run_molecule
-    wait
-  )
-  wait "$labs_pid"
+  { for s in "${checks[@]}"; do run_stage "$s" "stage_$s"; done; } &
+  checks_pid=$!
+  run_stage realserver_image stage_realserver_image &
+  IMAGE_BUILD_PID=$!
+  run_molecule
+  wait "$checks_pid" "$IMAGE_BUILD_PID"
+  for s in "${labs[@]}"; do run_stage "$s" "stage_$s"; done
   kill "$sampler" 2>/dev/null
 else
   stage=$1; shift
