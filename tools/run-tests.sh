@@ -89,6 +89,9 @@ scenario() { locked "$1" scenario_locked "$1"; }
 scenario_locked() {
   local rc
   [ "$1" = "$MUTANTS_FAST_SCENARIO" ] || { molecule test -s "$1"; return; }
+  # `--destroy never` skips the sequence's first destroy too: without this one, the state an
+  # interrupted run left behind ("instances already created", no container) fails the converge.
+  molecule destroy -s "$1" >/dev/null
   molecule test -s "$1" --destroy never; rc=$?
   [ $rc -ne 0 ] || run_stage mutants_fast stage_mutants_fast
   molecule destroy -s "$1"
