@@ -1,12 +1,13 @@
 """The one role skeleton of docs/contributing.md, checked on every role.
 
-Each rule here was once broken by some role (OS values loaded three ways, input checks after
-the first change, sub-tags on include_tasks reaching no task, apt without retries, Ubuntu
-copies of Debian values); this keeps a new role, or an edit, from bringing one back.
+Each rule here was once broken by some role (OS values loaded three ways, then from the first
+vars file found alone, input checks after the first change, sub-tags on include_tasks reaching
+no task, apt without retries, Ubuntu copies of Debian values); this keeps a new role, or an
+edit, from bringing one back.
 """
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
 
 import pytest
@@ -64,18 +65,47 @@ def test_os_values_come_from_set_vars_first_then_the_checks(role):
             continue
         loads = [t.get("name") for t in walk(tasks(path)) if module(t) == "ansible.builtin.include_vars"]
         assert not loads, f"{role.name}/tasks/{path.name} loads variables ({loads}); that is set_vars.yml's job"
-    if has_os_vars:
-        text = (role / "tasks" / "set_vars.yml").read_text()
-        assert re.search(r"ansible(_facts\.|_)distribution }}", text) and re.search(r"ansible(_facts\.|_)os_family }}", text), (
-            f"{role.name}: set_vars.yml must look up <distribution>.yml, then <os_family>.yml")
+
+
+ROLES_WITH_OS_VARS = [r for r in ROLES if any((r / "vars" / f).exists() for f in OS_VARS)]
+
+
+def when(task: dict) -> str:
+    cond = task.get("when") or []
+    return " and ".join(cond if isinstance(cond, list) else [cond])
+
+
+@pytest.mark.parametrize("role", ROLES_WITH_OS_VARS, ids=role_ids(ROLES_WITH_OS_VARS))
+def test_os_values_load_in_layers_family_then_distribution(role):
+    """set_vars.yml gathers the minimal facts only when they are missing, then loads
+    vars/<os_family>.yml and over it vars/<distribution>.yml, each only where it exists: a
+    distribution's file sets only what differs, so loading the first file found instead
+    would leave the distribution without the rest of its family's values."""
+    steps = tasks(role / "tasks" / "set_vars.yml")
+    where = f"{role.name}/tasks/set_vars.yml"
+    gather = steps[0]
+    assert module(gather) == "ansible.builtin.setup", f"{where} does not start by gathering the facts it needs"
+    assert "ansible_facts.os_family is not defined" in when(gather), f"{where} gathers facts even when they are there"
+    loads = [t for t in steps if module(t) == "ansible.builtin.include_vars"]
+    assert len(loads) == 2, f"{where} loads {len(loads)} vars files; the OS family's, then the distribution's"
+    for task, layer, other in zip(loads, ("os_family", "distribution"), ("distribution", "os_family")):
+        text = json.dumps(task)
+        assert f"ansible_facts.{layer} }}}}.yml" in text and f"ansible_facts.{other} }}}}.yml" not in text, (
+            f"{where}: '{task.get('name')}' must load vars/<{layer}>.yml")
+        assert "is file" in when(task), f"{where}: '{task.get('name')}' must load its file only where it exists"
+        assert "first_found" not in text, f"{where}: '{task.get('name')}' loads the first file found, not a layer"
 
 
 @pytest.mark.parametrize("role", ROLES, ids=role_ids(ROLES))
 def test_ubuntu_values_only_where_ubuntu_differs(role):
+    """vars/Ubuntu.yml sets only the values where Ubuntu differs from its OS family's file
+    (loaded first); a role where it would set none has no vars/Ubuntu.yml."""
     debian, ubuntu = role / "vars" / "Debian.yml", role / "vars" / "Ubuntu.yml"
     if ubuntu.exists() and debian.exists():
-        assert yaml.safe_load(ubuntu.read_text()) != yaml.safe_load(debian.read_text()), (
-            f"{role.name}: vars/Ubuntu.yml repeats vars/Debian.yml (Ubuntu gets it through its OS family)")
+        family, own = yaml.safe_load(debian.read_text()) or {}, yaml.safe_load(ubuntu.read_text()) or {}
+        assert own, f"{role.name}: vars/Ubuntu.yml sets nothing; delete it"
+        same = sorted(k for k, v in own.items() if k in family and family[k] == v)
+        assert not same, f"{role.name}: vars/Ubuntu.yml repeats vars/Debian.yml's {same} (Ubuntu gets them through its OS family)"
 
 
 @pytest.mark.parametrize("role", ROLES, ids=role_ids(ROLES))
