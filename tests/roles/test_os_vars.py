@@ -50,17 +50,24 @@ def loaded(tmp_path_factory) -> tuple[Path, str]:
     (tmp / "hosts.yml").write_text(json.dumps({"all": {"hosts": hosts, "vars": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}))
     play = [{"hosts": "all", "gather_facts": False, "tasks": [
-        {"name": "Gather this machine's facts", "ansible.builtin.setup": {"gather_subset": ["min", "virtual"]}},
+        # Every host is this machine: its facts are gathered once and given to each host.
+        {"name": "Gather this machine's facts", "ansible.builtin.setup": {"gather_subset": ["min", "virtual"]},
+         "run_once": True},
         {"name": "Present it as the distribution under test",
-         "ansible.builtin.set_fact": {"ansible_facts": "{{ ansible_facts | combine({'distribution': test_distribution,"
+         "ansible.builtin.set_fact": {"ansible_facts": "{{ hostvars[ansible_play_hosts_all[0]].ansible_facts"
+                                                       " | combine({'distribution': test_distribution,"
                                                        " 'os_family': 'Debian'}) }}"}},
         {"name": "Load the role's OS values",
          "ansible.builtin.include_role": {"name": "{{ test_role }}", "tasks_from": "set_vars"}},
-        {"name": "Record them", "ansible.builtin.copy": {
-            "dest": str(tmp / "{{ inventory_hostname }}.json"), "mode": "0600",
-            "content": "{{ {'distribution': ansible_facts.distribution, 'os_family': ansible_facts.os_family,"
-                       " 'values': dict(test_names | zip(query('ansible.builtin.vars', *test_names,"
-                       f" default='{UNDEFINED}')))}} | to_json }}}}"}}]}]
+        {"name": "Record them", "ansible.builtin.set_fact": {
+            "test_record": "{{ {'distribution': ansible_facts.distribution, 'os_family': ansible_facts.os_family,"
+                           " 'values': dict(test_names | zip(query('ansible.builtin.vars', *test_names,"
+                           f" default='{UNDEFINED}')))}} }}}}"}},
+        # One file for every host (one module run instead of one per host).
+        {"name": "Write the records", "run_once": True, "ansible.builtin.copy": {
+            "dest": str(tmp / "records.json"), "mode": "0600",
+            "content": "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, 'test_record')))"
+                       " | to_json }}"}}]}]
     (tmp / "play.yml").write_text(json.dumps(play))
     # A cache of this run's own: the facts here are not this machine's, and must not reach
     # the cache the other runs of the suite share (conftest.py).
@@ -80,9 +87,10 @@ def test_roles_with_os_values_are_found():
 def test_each_distribution_gets_its_os_family_values_and_its_own_over_them(loaded, role, distribution):
     tmp, out = loaded
     host = f"{role}-{distribution.lower()}"
-    record = tmp / f"{host}.json"
-    assert record.exists(), "\n".join(line for line in out.splitlines() if host in line) or out[-4000:]
-    got = json.loads(record.read_text())
+    records = tmp / "records.json"
+    assert records.exists(), out[-4000:]
+    got = json.loads(records.read_text()).get(host)
+    assert got, "\n".join(line for line in out.splitlines() if host in line) or out[-4000:]
     assert (got["distribution"], got["os_family"]) == (distribution, "Debian"), (
         f"{role}: set_vars.yml gathered the facts again, though they were there: {got}")
     want = expected(role, distribution)
