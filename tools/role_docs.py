@@ -7,9 +7,11 @@
 
 The table sits between the two marker lines below (placed once by hand, under the README's
 variables heading; prose about the variables stays outside them). One row per option of each
-entry point of meta/argument_specs.yml: name, type, default, description. The default is the
-value in defaults/main.yml as YAML flow text (a Jinja template as written), ``required`` for
-a required option, and the spec's own default for an option defaults/main.yml does not set.
+entry point of meta/argument_specs.yml: name, type, default, description (an entry point whose
+options are an earlier one's, a YAML alias such as each role's `assert`, names that one
+instead). The default is the value in defaults/main.yml as YAML flow text (a Jinja template
+as written), ``required`` for a required option, and the spec's own default for an option
+defaults/main.yml does not set.
 Below them, the role's sub-tags from tasks/main.yml: what each runs and its switch (`when:`).
 tests/unit/test_role_docs.py runs --check, so a table that differs from the specs fails the
 unit stage, and checks that defaults/main.yml and the specs agree.
@@ -91,10 +93,16 @@ def render(role: Path) -> str:
     """The generated block (markers included) of one role."""
     specs, defaults = role_specs(role), role_defaults(role)
     lines = [BEGIN]
+    tabled: dict[int, str] = {}  # id of an options mapping already tabled: its entry point
     for entry, spec in specs.items():
         options = spec.get("options") or {}
         if len(specs) > 1:
             lines += ["", f"Entry point `{entry}`" + (f": {_cell(spec['short_description'])}" if spec.get("short_description") else "")]
+        if options and id(options) in tabled:
+            # The options of an earlier entry point (a YAML alias): named, not tabled again.
+            lines += ["", f"The options of `{tabled[id(options)]}`, above."]
+            continue
+        tabled.setdefault(id(options), entry)
         lines += ["", "| Variable | Type | Default | Description |", "|---|---|---|---|"]
         if not options:
             lines.append("| (none) | | | |")

@@ -109,6 +109,34 @@ def test_a_server_tier_mistake_stops_the_run_before_the_proxy_changes(tmp_path, 
     assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
 
 
+@pytest.mark.parametrize("tier,values,message", [
+    ("openhands", {"openhands_docker_install_method": "snap"},
+     "value of openhands_docker_install_method must be one of: distribution, docker_repo, got: snap"),
+    ("openhands", {"openhands_health_retries": "many"},
+     "argument 'openhands_health_retries' is of type str and we were unable to convert to int"),
+    ("proxy", {"nginx_proxy_htpasswd_hash_scheme": "md5"},
+     "value of nginx_proxy_htpasswd_hash_scheme must be one of: sha512_crypt, sha256_crypt, bcrypt, got: md5"),
+], ids=["server-choice", "server-type", "proxy-choice"])
+def test_a_value_its_roles_argument_specs_refuse_is_refused_in_the_preflight(tmp_path, tier, values, message):
+    """A value of the wrong type, or not one of its choices, that no check of the role's
+    tasks/assert.yml looks at: refused by the role's argument specs (meta/argument_specs.yml,
+    entry point main) in the preflight, naming the variable, before any play changes
+    anything. It used to pass the preflight, which ran the roles' checks without their specs,
+    and be refused only when the tier's play started the role (a server's value after the
+    proxy tier's play had run). The server's value is set on the first server alone (one bad
+    host stops them all); the proxy's in the inventory's group_vars/proxy/, as an operator would.
+    (test_valid_input_passes_the_preflight_and_changes_nothing is the control.)"""
+    if tier == "openhands":
+        res = site(tmp_path, values, "--tags", "airlock_preflight")
+    else:
+        res = site(tmp_path, {}, "--tags", "airlock_preflight", group_overrides={tier: values})
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "PLAY [Proxy tier" not in out, "the proxy tier's play started before the input was refused"
+    assert message in out, out[-4000:]
+    assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
+
+
 @pytest.mark.parametrize("admin,refused", [(["203.0.113.0/24"], True), (["203.0.0.0/16"], True),
                                            (["203.0.113.10/32"], False)])
 def test_an_admin_list_that_exempts_every_authorized_address_is_refused(tmp_path, admin, refused):

@@ -2,7 +2,7 @@
 
 - Each tier's list of roles (vars/main.yml: the preflight and the tag selection use it) is
   the list its tasks/main.yml imports, in the same order, and every role has its checks in
-  the preflight.
+  the preflight, validated against its main entry point's argument specs.
 - `--tags <role>` through site.yml selects that role's tasks and no other role's (besides
   the always-tagged checks and window tasks), also for a role's own sub-tag.
 - The server tier's maintenance window opens for its own tags only: a run limited to the
@@ -49,7 +49,20 @@ def test_the_tier_lists_the_roles_it_imports_in_order(tier):
     checked = [c["role"] for c in tier_vars(tier)[f"__{tier}_checks"]]
     assert set(checked) == set(roles), f"roles without preflight checks: {set(roles) - set(checked)}"
     for check in tier_vars(tier)[f"__{tier}_checks"]:
-        assert (ROOT / "roles" / check["role"] / "tasks" / check["file"]).is_file(), check
+        tasks = ROOT / "roles" / check["role"] / "tasks"
+        assert (tasks / check["file"]).is_file() or (tasks / f"{check['file']}.yml").is_file(), check
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_the_preflight_validates_every_roles_argument_specs(tier):
+    """Ansible validates a role's argument specs only for the entry point tasks_from names:
+    each role's checks run as its entry point `assert`, whose options are main's (a YAML
+    alias, not a copy), so the preflight refuses a type or a choice main's specs refuse."""
+    checks = tier_vars(tier)[f"__{tier}_checks"]
+    for role in tier_vars(tier)[f"__{tier}_roles"]:
+        assert {"role": role, "file": "assert"} in checks, f"{role}: the preflight does not run its entry point assert"
+        specs = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+        assert specs["assert"]["options"] is specs["main"]["options"], f"{role}: assert's options are not main's"
 
 
 @pytest.mark.parametrize("tier", TIERS)

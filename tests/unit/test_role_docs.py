@@ -2,6 +2,7 @@
 specs, and each role's defaults/main.yml agrees with its specs (plain Python, no Ansible run)."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -28,15 +29,26 @@ def test_a_stale_table_fails_the_check_and_is_rewritten(tmp_path, capsys):
     role = tmp_path / "roles" / "dns_resolver"
     shutil.copytree(ROOT / "roles" / "dns_resolver", role)
     spec = role / "meta" / "argument_specs.yml"
-    spec.write_text(spec.read_text().replace(
-        "    options:\n", "    options:\n      dns_resolver_new_option:\n        type: int\n        default: 7\n"
-        "        description: A new option.\n", 1))
+    spec.write_text(re.sub(r"^(    options:.*\n)", r"\1      dns_resolver_new_option:\n        type: int\n        default: 7\n"
+                           r"        description: A new option.\n", spec.read_text(), count=1, flags=re.M))
     args = ["--roles-dir", str(tmp_path / "roles"), "dns_resolver"]
     assert role_docs.main(["--check", *args]) == 1
     assert "dns_resolver/README.md: variable table is stale" in capsys.readouterr().out
     assert role_docs.main(args) == 0
-    assert "| `dns_resolver_new_option` | int | `7` | A new option. |" in (role / "README.md").read_text()
+    # Once: the entry point assert has main's options (an alias), named below main's table.
+    assert (role / "README.md").read_text().count("| `dns_resolver_new_option` | int | `7` | A new option. |") == 1
     assert role_docs.main(["--check", *args]) == 0
+
+
+def test_an_entry_point_with_another_ones_options_names_it():
+    """An entry point whose options are main's (a YAML alias: egress_firewall's maintenance
+    window) names main's table instead of repeating it; an entry point with options of its
+    own (host_baseline's apt_proxy, the control) has its table."""
+    text = role_docs.render(ROOT / "roles" / "egress_firewall")
+    assert text.count("| `egress_firewall_ssh_port` |") == 1
+    assert "Entry point `maintenance_open`: Open the maintenance window for named destinations\n\nThe options of `main`, above." in text
+    text = role_docs.render(ROOT / "roles" / "host_baseline")
+    assert text.count("| `host_baseline_apt_proxy` | str |") == 2
 
 
 def test_a_new_sub_tag_makes_the_table_stale(tmp_path, capsys):
