@@ -7,6 +7,7 @@ the server connecting where the decoy cannot).
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shlex
@@ -144,15 +145,21 @@ DAILY_TIMERS = ("apt-daily.timer", "apt-daily-upgrade.timer")
 
 
 def unit(name: str, *props: str) -> dict:
-    out = server.check_output(f"systemctl show {name} " + " ".join(f"-p {p}" for p in props))
+    out = server.check_output(f"systemctl show --timestamp=us+utc {name} " + " ".join(f"-p {p}" for p in props))
     return dict(line.split("=", 1) for line in out.splitlines())
 
 
-def last_trigger(timer: str) -> int:
-    return int(unit(timer, "LastTriggerUSecMonotonic")["LastTriggerUSecMonotonic"] or 0)
+def instant(value: str) -> datetime.datetime | None:
+    """A systemd timestamp as --timestamp=us+utc prints it ("Tue 2026-12-01 20:03:01.123456
+    UTC"); None when unset."""
+    return datetime.datetime.strptime(" ".join(value.split()[1:3]), "%Y-%m-%d %H:%M:%S.%f") if value else None
 
 
-def fire_on_its_own(timer: str, before: int, wait: int = 180) -> None:
+def last_trigger(timer: str) -> datetime.datetime | None:
+    return instant(unit(timer, "LastTriggerUSec")["LastTriggerUSec"])
+
+
+def fire_on_its_own(timer: str, before: datetime.datetime | None, wait: int = 180) -> None:
     """The timer's schedule replaced, for this test only, by "one second after it starts"
     (a runtime drop-in, gone on reboot and removed by the caller); the timer restarted, then
     waited for until it has triggered its service on its own and that run of the service has
@@ -165,12 +172,13 @@ def fire_on_its_own(timer: str, before: int, wait: int = 180) -> None:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         triggered = last_trigger(timer)
-        state = unit(service, "InactiveExitTimestampMonotonic", "ActiveState", "Result")
+        state = unit(service, "InactiveExitTimestamp", "ActiveState", "Result")
         # The run the trigger started: the service left "inactive" after the trigger (a job
         # the timer queued may still wait on its ordering, with the service inactive and the
         # result of an earlier run), and it is over.
-        started = int(state["InactiveExitTimestampMonotonic"] or 0)
-        if triggered > before and started >= triggered and state["ActiveState"] in ("inactive", "failed"):
+        started = instant(state["InactiveExitTimestamp"])
+        if (triggered and triggered != before and started and started >= triggered
+                and state["ActiveState"] in ("inactive", "failed")):
             assert state["Result"] == "success", f"{service}, started by {timer}, ended with {state['Result']}"
             return
         time.sleep(2)
