@@ -58,7 +58,7 @@ stage_lint() { ruff check . && yamllint -s . && ansible-lint --offline; }
 stage_unit() { must_pass -q -rfE -p no:cacheprovider tests/unit; }
 stage_roles() { must_pass -q -rfE -p no:cacheprovider tests/roles; }
 stage_aws() { must_pass -q -rfE -p no:cacheprovider -n 2 --dist loadfile tests/aws; }
-stage_host() { must_pass -q -p no:cacheprovider -rfEs tests/host; }
+stage_host() { AIRLOCK_HOST_KERNEL_REQUIRED=1 must_pass -q -p no:cacheprovider -rfEs tests/host; }
 stage_e2e() { locked e2e must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab.py; }
 # The lab over SSH, as AWS hosts are reached (inventories/lab-ssh): two converges, no lockout.
 stage_e2e_ssh() { locked e2e_ssh must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab_ssh.py; }

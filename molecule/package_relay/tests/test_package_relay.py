@@ -7,6 +7,7 @@ the server connecting where the decoy cannot).
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shlex
@@ -140,11 +141,59 @@ def health_rows() -> list[dict]:
     return json.loads(server.check_output(f"cat {HEALTH_ROWS}"))
 
 
+DAILY_TIMERS = ("apt-daily.timer", "apt-daily-upgrade.timer")
+
+
+def unit(name: str, *props: str) -> dict:
+    out = server.check_output(f"systemctl show --timestamp=us+utc {name} " + " ".join(f"-p {p}" for p in props))
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def instant(value: str) -> datetime.datetime | None:
+    """A systemd timestamp as --timestamp=us+utc prints it ("Tue 2026-12-01 20:03:01.123456
+    UTC"); None when unset."""
+    return datetime.datetime.strptime(" ".join(value.split()[1:3]), "%Y-%m-%d %H:%M:%S.%f") if value else None
+
+
+def last_trigger(timer: str) -> datetime.datetime | None:
+    return instant(unit(timer, "LastTriggerUSec")["LastTriggerUSec"])
+
+
+def fire_on_its_own(timer: str, before: datetime.datetime | None, wait: int = 180) -> None:
+    """The timer's schedule replaced, for this test only, by "one second after it starts"
+    (a runtime drop-in, gone on reboot and removed by the caller); the timer restarted, then
+    waited for until it has triggered its service on its own and that run of the service has
+    finished. Nobody starts the service: what runs is what the timer starts."""
+    server.check_output(f"mkdir -p /run/systemd/system/{timer}.d && printf '%s' "
+                        + shlex.quote("[Timer]\nOnCalendar=\nOnActiveSec=1s\nRandomizedDelaySec=0\n")
+                        + f" > /run/systemd/system/{timer}.d/airlock-test-now.conf"
+                        " && systemctl daemon-reload && systemctl restart " + timer)
+    service = timer.replace(".timer", ".service")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        triggered = last_trigger(timer)
+        state = unit(service, "InactiveExitTimestamp", "ActiveState", "Result")
+        # The run the trigger started: the service left "inactive" after the trigger (a job
+        # the timer queued may still wait on its ordering, with the service inactive and the
+        # result of an earlier run), and it is over.
+        started = instant(state["InactiveExitTimestamp"])
+        if (triggered and triggered != before and started and started >= triggered
+                and state["ActiveState"] in ("inactive", "failed")):
+            assert state["Result"] == "success", f"{service}, started by {timer}, ended with {state['Result']}"
+            return
+        time.sleep(2)
+    raise AssertionError(f"{timer} did not start and finish {service} within {wait} s")
+
+
 def test_daily_upgrade_installs_the_new_version_through_the_relay(direct_path_closed):
     """1.0 of the probe package is installed; the repository publishes 2.x; the server's own
-    daily units (apt-daily: the package lists; apt-daily-upgrade: unattended-upgrades, with
-    host_baseline's security-only origins) install 2.x, fetched through the relay. The health
-    report's row shows the time of that upgrade."""
+    daily timers, as deployed (enabled and waiting), start apt-daily (the package lists) and
+    apt-daily-upgrade (unattended-upgrades, with host_baseline's security-only origins), which
+    install 2.x, fetched through the relay. Only the timers' schedule is brought forward; the
+    test starts no service itself. The health report's row shows the time of that upgrade."""
+    for timer in DAILY_TIMERS:
+        assert server.check_output(f"systemctl is-enabled {timer}") == "enabled", f"{timer} is not enabled"
+        assert server.check_output(f"systemctl is-active {timer}") == "active", f"{timer} is not waiting"
     server.check_output(f"airlock-test-apt-repo deb {PROBE_PACKAGE} 1.0 /var/tmp/airlock-relay-probe && "
                         f"dpkg -i /var/tmp/airlock-relay-probe/{PROBE_PACKAGE}_1.0_all.deb")
     assert version(PROBE_PACKAGE) == "1.0"
@@ -154,10 +203,11 @@ def test_daily_upgrade_installs_the_new_version_through_the_relay(direct_path_cl
     publish(repo, new)
     try:
         server.check_output("rm -f " + STAMPS)
-        server.check_output("systemctl start apt-daily.service")
+        fire_on_its_own("apt-daily.timer", last_trigger("apt-daily.timer"))
         policy = server.check_output(f"apt-cache policy {PROBE_PACKAGE}")
         assert f"Candidate: {new}" in policy, policy
-        server.check_output("systemctl start apt-daily-upgrade.service")
+        assert version(PROBE_PACKAGE) == "1.0", "upgraded before apt-daily-upgrade ran (the check below would prove nothing)"
+        fire_on_its_own("apt-daily-upgrade.timer", last_trigger("apt-daily-upgrade.timer"))
         log = server.run("tail -n 30 /var/log/unattended-upgrades/unattended-upgrades.log").stdout
         assert version(PROBE_PACKAGE) == new, log
         relay_log = relay.check_output(f"cat {RELAY_LOG}")
@@ -168,9 +218,28 @@ def test_daily_upgrade_installs_the_new_version_through_the_relay(direct_path_cl
         assert row["status"] == "OK", row
         assert row["detail"].endswith(f"last upgrade installed {installed}"), (row, installed)
     finally:
+        server.run("rm -rf " + " ".join(f"/run/systemd/system/{t}.d/airlock-test-now.conf" for t in DAILY_TIMERS)
+                   + " && systemctl daemon-reload && systemctl restart " + " ".join(DAILY_TIMERS))
         server.run(f"dpkg --purge {PROBE_PACKAGE}; rm -rf /var/tmp/airlock-relay-probe")
         publish(repo, "1.0")
         server.run("rm -f " + STAMPS)
+
+
+def test_the_health_report_names_upgrades_waiting_for_a_reboot():
+    """An installed upgrade that needs a reboot (what a kernel package's hook leaves in
+    /run/reboot-required[.pkgs]) turns the row to WARN with the package named; without the
+    marker, on the same host, the same row is OK (the control)."""
+    server.check_output("rm -f /run/reboot-required /run/reboot-required.pkgs")
+    row = next(r for r in health_rows() if r["check"] == "reboot required")
+    assert row["status"] == "OK", row
+    try:
+        server.check_output("echo '*** System restart required ***' > /run/reboot-required && "
+                            "printf 'linux-image-6.1.0-99-amd64\\nlibc6\\nlibc6\\n' > /run/reboot-required.pkgs")
+        row = next(r for r in health_rows() if r["check"] == "reboot required")
+        assert row == {"check": "reboot required", "status": "WARN",
+                       "detail": "upgrades wait for a reboot: linux-image-6.1.0-99-amd64, libc6"}, row
+    finally:
+        server.run("rm -f /run/reboot-required /run/reboot-required.pkgs")
 
 
 def test_server_apt_is_configured_for_the_relay():
