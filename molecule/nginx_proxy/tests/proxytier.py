@@ -162,3 +162,59 @@ def forge(key: bytes, user, issued_ago, seen_ago, sid="forgedforgedforgedforg") 
     now = int(time.time())
     body = f"v1|{user}|{sid}|{now - issued_ago}|{now - seen_ago}"
     return f"{COOKIE}={body}|{sign(key, body)}"
+
+
+def ssh(client, target, user="nosuchuser", source=None, key=None, command="true"):
+    """An SSH login attempt from `client` (from `source`, with the private key file `key`
+    when given): the command result. The server's answer tells what stopped it, see
+    ssh_outcome."""
+    # A ban that lands mid-handshake leaves the connection hanging (the reject only reaches an
+    # established connection as a soft error): `timeout` ends it.
+    cmd = f"timeout 10 ssh {SSH_OPTIONS} "
+    if source:
+        cmd += f"-b {shlex.quote(source)} "
+    if key:
+        cmd += f"-i {shlex.quote(key)} -o IdentitiesOnly=yes -o PreferredAuthentications=publickey "
+    return client.run(cmd + f"{shlex.quote(user)}@{shlex.quote(target)} {shlex.quote(command)}")
+
+
+def ssh_outcome(res) -> str:
+    """"ok" (logged in), "denied" (sshd answered and refused the login), "refused" (the
+    connection was refused: nothing listens, or a fail2ban reject), "timeout" (dropped)."""
+    if res.rc == 0:
+        return "ok"
+    if "Permission denied" in res.stderr:
+        return "denied"
+    if "Connection refused" in res.stderr:
+        return "refused"
+    if "timed out" in res.stderr or res.rc == 124:
+        return "timeout"
+    return "other: " + res.stderr.strip()[-300:]
+
+
+def banned(jail) -> list[str]:
+    """Addresses fail2ban's `jail` holds banned on the proxy now."""
+    out = other(PROXY).check_output("fail2ban-client status %s", jail)
+    line = next(line for line in out.splitlines() if "Banned IP list:" in line)
+    return line.split(":", 1)[1].split()
+
+
+def fail2ban_log_size() -> int:
+    return int(other(PROXY).check_output("stat -c %s /var/log/fail2ban.log"))
+
+
+def ban_logged(jail, addr, since) -> bool:
+    """Whether fail2ban logged a ban of `addr` by `jail` after byte `since` of its log
+    (the ban itself may have ended by the time one looks)."""
+    log = other(PROXY).check_output("tail -c +%s /var/log/fail2ban.log", str(since + 1))
+    return f"[{jail}] Ban {addr}" in log
+
+
+def wait_for(func, timeout=60, step=1):
+    """func's first truthy result within `timeout` seconds, else its last result."""
+    deadline = time.time() + timeout
+    while True:
+        result = func()
+        if result or time.time() > deadline:
+            return result
+        time.sleep(step)
