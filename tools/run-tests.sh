@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, or some stages of it:
-#   tools/run-tests.sh                 every stage
+#   tools/run-tests.sh                 the test command: every stage but e2e, e2e_ssh, bench, fresh
+#   tools/run-tests.sh full            every stage (make test-full)
 #   tools/run-tests.sh lint unit aws   just those
 #   tools/run-tests.sh molecule NAME.. only those Molecule scenarios
 # Stages: lint (ruff on the Python, configured in pyproject.toml; yamllint; ansible-lint production profile), unit (pytest tests/unit),
@@ -15,11 +16,10 @@
 # container, from a clone under /root: tools/testbed/fresh-machine.sh), mutants_fast (the
 # fast subset of the mutation matrix, tools/mutants: run on the nginx_proxy scenario right
 # after its verify, before its destroy; alone, it brings the scenario up and down itself).
-# A whole run is one pool of SLOTS stages at a time (default 4), the longest first, each
-# Molecule scenario a stage of its own, while the image of the real server (realserver_image,
-# cached by recipe) builds at low priority beside them; e2e_real waits for that image. The four
-# lab stages build labs of their own (own names, subnets and ports: AIRLOCK_LAB_*), so they run
-# beside each other and beside the scenarios. reports/cpu.log samples the machine's CPU use.
+# A whole run: lint, unit, roles, aws and host one after another beside the Molecule scenarios
+# (JOBS at a time, default 2) and the real server's image (realserver_image, cached by recipe,
+# at low priority); then the lab stages one after another, alone. reports/cpu.log samples the
+# machine's CPU use over the run.
 # Logs go to reports/<stage>.log; a summary table ends the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -59,72 +59,68 @@ stage_unit() { must_pass -q -rfE -p no:cacheprovider tests/unit; }
 stage_roles() { must_pass -q -rfE -p no:cacheprovider tests/roles; }
 stage_aws() { must_pass -q -rfE -p no:cacheprovider -n 2 --dist loadfile tests/aws; }
 stage_host() { must_pass -q -p no:cacheprovider -rfEs tests/host; }
-stage_e2e() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab.py; }
+stage_e2e() { locked e2e must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab.py; }
 # The lab over SSH, as AWS hosts are reached (inventories/lab-ssh): two converges, no lockout.
-stage_e2e_ssh() { must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab_ssh.py; }
+stage_e2e_ssh() { locked e2e_ssh must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab_ssh.py; }
 # The real OpenHands server built from PyPI (tools/realserver, docs/real-openhands.md).
 stage_realserver_image() { nice -n 10 tools/realserver/build.sh --save .cache/images/openhands-pypi.tar; }
 # Then the image's own proof on this machine's engine (tools/realserver/test_realserver.py: the
 # server behind a stand-in of the proxy's route, and the role's env file read by its loader).
 stage_e2e_real() {
   image_built || return 1
-  must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_real_openhands.py tools/realserver/test_realserver.py
+  locked e2e_real must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_real_openhands.py tools/realserver/test_realserver.py
 }
-# In a whole run the image builds beside the pool: wait for its result (reports/realserver_image.rc).
+# In a whole run the image was built before the labs: e2e_real stops at once if it failed.
 # Alone (tools/run-tests.sh e2e_real), the test builds or reuses the image itself.
 image_built() {
   local rc
   [ -n "${IMAGE_BUILD_PID:-}" ] || return 0
-  while [ ! -s reports/realserver_image.rc ]; do sleep 5; done
   read -r rc _ <reports/realserver_image.rc
   [ "$rc" = 0 ] || { echo "the real server's image did not build (reports/realserver_image.log)"; return 1; }
 }
-stage_bench() { must_pass -q -p no:cacheprovider -rfEs tests/bench; }
+stage_bench() { locked bench must_pass -q -p no:cacheprovider -rfEs tests/bench; }
 stage_fresh() { nice -n 10 tools/testbed/fresh-machine.sh; }
 stage_mutants_fast() { tools/mutants/run.py --fast --up --down --report reports/mutants-fast.json; }
 MUTANTS_FAST_SCENARIO=nginx_proxy
-scenario() {
+# A scenario's containers and networks have the same names in every checkout: each runs under
+# the lock a developer's own run takes too (flock /tmp/airlock-<scenario>.lock, docs/contributing.md),
+# so a run of the suite never destroys a scenario someone else is testing, nor the reverse.
+scenario() { locked "$1" scenario_locked "$1"; }
+scenario_locked() {
   local rc
   [ "$1" = "$MUTANTS_FAST_SCENARIO" ] || { molecule test -s "$1"; return; }
+  # `--destroy never` skips the sequence's first destroy too: without this one, the state an
+  # interrupted run left behind ("instances already created", no container) fails the converge.
+  molecule destroy -s "$1" >/dev/null
   molecule test -s "$1" --destroy never; rc=$?
   [ $rc -ne 0 ] || run_stage mutants_fast stage_mutants_fast
   molecule destroy -s "$1"
   return $rc
 }
+# The lab stages' labs are named by the tests (e2e, realoh, sshlab, bench): the same lock rule.
+locked() { # name command...
+  local name=$1; shift
+  ( flock 9 || exit 1; "$@" ) 9>"/tmp/airlock-$name.lock"
+}
 
 all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
 
-# One job of a pool: a stage, or molecule:<scenario>.
-start_job() {
-  case $1 in
-    molecule:*) run_stage "molecule-${1#molecule:}" scenario "${1#molecule:}" & ;;
-    *) run_stage "$1" "stage_$1" & ;;
-  esac
-}
-
-# At most SLOTS jobs at once, in the order given. The slots count this function's own jobs
-# only: a bare `wait -n` also returns when another background job of the caller ends.
-run_pool() { # slots jobs...
-  local slots=$1 job p pids=() live
-  shift
-  for job in "$@"; do
+# At most $JOBS scenarios at once. The slots count this function's own jobs only: a bare
+# `wait -n` also returns when another background stage of the caller ends (the real
+# server's image), which let a third scenario start.
+run_molecule() { # scenarios...
+  local s p pids=() live
+  [ $# -gt 0 ] || set -- $(all_scenarios)
+  for s in "$@"; do
     while :; do
       live=(); for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && live+=("$p"); done
-      [ ${#live[@]} -lt "$slots" ] && break
+      [ ${#live[@]} -lt "$JOBS" ] && break
       wait -n "${live[@]}" || true
     done
-    start_job "$job"
+    run_stage "molecule-$s" scenario "$s" &
     pids+=($!)
   done
   [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" || true
-}
-
-# Molecule alone (tools/run-tests.sh molecule [NAME..]): at most JOBS scenarios at once.
-run_molecule() { # scenarios...
-  local s jobs=()
-  [ $# -gt 0 ] || set -- $(all_scenarios)
-  for s in "$@"; do jobs+=("molecule:$s"); done
-  run_pool "$JOBS" "${jobs[@]}"
 }
 
 # The machine's CPU use every 10 s (time, busy %, load average), to read a run's contention by.
@@ -174,22 +170,32 @@ summary() {
 
 rm -f reports/*.rc
 start=$SECONDS
+full=0
+[ "${1:-}" = full ] && { full=1; shift; }
 if [ $# -eq 0 ]; then
   sample_cpu >reports/cpu.log 2>&1 &
   sampler=$!
+  # The checks one after another, beside the Molecule scenarios (JOBS at a time) and the real
+  # server's image (at low priority); then the labs one after another, alone. A lab converge is
+  # a chain of short processes that waits for the CPU at every step: beside three other stages
+  # it ran five to six times slower than alone (a pool of every stage measured it), while the
+  # other stages barely gained.
+  checks=(lint unit roles aws host)
+  labs=(e2e_real)
+  # The test command runs the lab matrix's fast subset: the real server's lab (e2e_real), where
+  # a real OpenHands starts the sandboxes the isolation proofs run in. `full` adds its other
+  # cells, the stand-in lab (e2e), the lab over SSH (e2e_ssh) and the benchmark's lab (bench),
+  # and the setup on a bare machine (fresh), which a CI run's own setup on its fresh machine
+  # already is. The whole suite is about 80 minutes of both cores' time: it does not fit CI's
+  # 90 minutes with room to spare.
+  [ "$full" = 1 ] && { checks+=(fresh); labs=(e2e e2e_real e2e_ssh bench); }
+  { for s in "${checks[@]}"; do run_stage "$s" "stage_$s"; done; } &
+  checks_pid=$!
   run_stage realserver_image stage_realserver_image &
   IMAGE_BUILD_PID=$!
-  # The longest first (their times in a CI run: aws 23 min, the two tier scenarios 18 to 21,
-  # e2e 15, ...); e2e_real late enough that its image is built by then. A scenario not named
-  # here runs after the named ones.
-  order=(e2e aws molecule:nginx_proxy molecule:server_tier roles e2e_ssh bench e2e_real
-         molecule:dns_resolver molecule:package_relay fresh molecule:monitoring molecule:auditd
-         molecule:log_shipper lint unit host)
-  queue=()
-  for j in "${order[@]}"; do [[ $j != molecule:* || -f molecule/${j#molecule:}/molecule.yml ]] && queue+=("$j"); done
-  for s in $(all_scenarios); do [[ " ${order[*]} " == *" molecule:$s "* ]] || queue+=("molecule:$s"); done
-  run_pool "${SLOTS:-4}" "${queue[@]}"
-  wait "$IMAGE_BUILD_PID"
+  run_molecule
+  wait "$checks_pid" "$IMAGE_BUILD_PID"
+  for s in "${labs[@]}"; do run_stage "$s" "stage_$s"; done
   kill "$sampler" 2>/dev/null
 else
   stage=$1; shift
