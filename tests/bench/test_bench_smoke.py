@@ -29,6 +29,12 @@ FIGURES = [
     "ban -> alert (fail2ban banip -> log sink)",
     "dropped egress -> alert (blocked connect -> log sink)",
 ]
+SESSION_FIGURES = [
+    "proxied with a session / direct throughput",
+    "nginx CPU per request with a session (TLS + session check + proxying)",
+    "session logins per second (POST /airlock/session)",
+    "nginx CPU per session login (TLS + password check + signed cookie)",
+]
 GATEWAY_MODES = ["non-streaming", "streaming, to [DONE]"]
 GATEWAY_FIGURES = [name for label in GATEWAY_MODES for pct in ("p50", "p99") for name in (
     f"LLM call {pct}, direct (gateway's user -> fake LLM), {label}",
@@ -65,7 +71,7 @@ def json_path(smoke, tmp_path_factory):
 def test_every_figure_is_reported(smoke):
     result, _ = smoke
     names = [r["figure"] for r in result["figures"]]
-    for figure in FIGURES + GATEWAY_FIGURES:
+    for figure in FIGURES + SESSION_FIGURES + GATEWAY_FIGURES:
         assert figure in names, f"figure missing: {figure}"
     for scheme in SCHEMES:
         assert any(n.startswith(f"login check CPU, {scheme} ") for n in names), f"no login check cost for {scheme}"
@@ -105,6 +111,27 @@ def test_proxy_and_login_measured(smoke):
     assert login["deployed"] == login["defaults"]["scheme"], "the lab's htpasswd does not use the role's default"
     for scheme in SCHEMES:
         assert "ms" in login["schemes"][scheme], login["schemes"][scheme]
+
+
+def test_session_and_logins_measured(smoke):
+    """The lab has sessions: one login gave the cookie, every session run and every login run
+    answered without an error (the logins: every answer 200), the session was logged out, and
+    neither the password nor the cookie is in the result or the report."""
+    result, md = smoke
+    p = result["proxy"]
+    assert not p.get("session_skipped") and not p.get("session_failed") and not p.get("logins_failed"), p
+    assert len(p["session"]) == len(p["direct"]) == result["reps"], p["session"]
+    for x in p["session"] + p["logins"]:
+        assert x["requests"] > 0 and x["non_2xx"] == 0 and x["nginx_cpu_ms_per_req"] > 0, x
+    assert p["logins"] and all(x["non_200"] == 0 for x in p["logins"]), p["logins"]
+    assert p["session_cookie_name"] and p["session_logged_out"] is True, p
+    rows = {r["figure"]: r for r in result["figures"]}
+    for name in SESSION_FIGURES:
+        assert not rows[name]["not_measured"] and rows[name]["n"] >= 1, rows[name]
+    text = json.dumps(result) + md
+    assert p["session_cookie_name"] + "=" not in text, "the session cookie's value leaked into the output"
+    password = ROOT / f".{result['lab']}" / "admin.password"
+    assert not password.exists() or password.read_text().strip() not in text, "the password leaked"
 
 
 def test_gateway_measured(smoke):

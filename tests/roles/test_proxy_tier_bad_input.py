@@ -70,6 +70,13 @@ CASES = [
     ("nginx_proxy", {"nginx_proxy_internal_callers": ["10.0.1.10/24"]}, "nginx_proxy_internal_callers"),
     ("nginx_proxy", {"nginx_proxy_auth_backend": "ldap"}, "nginx_proxy_auth_backend"),
     ("nginx_proxy", {"nginx_proxy_upstream_host": "openhands.internal"}, "nginx_proxy_resolvers is empty"),
+    # Sessions (login page, signed cookie).
+    ("nginx_proxy", {"nginx_proxy_session_idle_timeout": 172800}, "nginx_proxy_session_idle_timeout: 172800 is longer than"),
+    ("nginx_proxy", {"nginx_proxy_session_absolute_timeout": 10}, "nginx_proxy_session_absolute_timeout: 10"),
+    ("nginx_proxy", {"nginx_proxy_session_cookie_name": "airlock session"}, "nginx_proxy_session_cookie_name: 'airlock session'"),
+    ("nginx_proxy", {"nginx_proxy_session_key_generation": 0}, "nginx_proxy_session_key_generation: 0"),
+    ("nginx_proxy", {"nginx_proxy_session_enabled": False, "nginx_proxy_basic_auth_api": True},
+     "nginx_proxy_basic_auth_api is true while nginx_proxy_session_enabled is false"),
     ("fail2ban", {"fail2ban_ignoreip": ["192.0.2.10/24"]}, "fail2ban_ignoreip"),
     ("fail2ban", {"fail2ban_banaction": "ufw"}, "fail2ban_banaction"),
     ("fail2ban", {"fail2ban_sshd_port": 70000}, "fail2ban_sshd_port"),

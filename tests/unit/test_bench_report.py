@@ -140,12 +140,180 @@ def _numbers(value, out: set) -> set:
     return out
 
 
-@pytest.mark.parametrize("variant", ["full", "not measured"])
+SESSIONS_OFF = ("the proxy's sessions are off: its /etc/nginx/nginx.conf has no location /airlock/session "
+                "(nginx_proxy_session_enabled)")
+
+
+def sessions_off(res):
+    """A proxy without sessions: bench_proxy records why, and no session or login run."""
+    p = res["proxy"]
+    for key in ("session", "logins", "session_cookie_name", "session_cookie_attributes", "session_logged_out"):
+        p.pop(key)
+    p.update(session=[], logins=[], session_skipped=SESSIONS_OFF)
+
+
+VARIANTS = {"full": None, "not measured": lambda r: r["alerts"].update(egress=[], egress_skipped="no alert"),
+            "sessions off": sessions_off}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_every_number_in_the_report_comes_from_the_result(variant):
-    res = result(None if variant == "full" else lambda r: r["alerts"].update(egress=[], egress_skipped="no alert"))
+    res = result(VARIANTS[variant])
     md = report.render(res)
     for name in NAMES:
         md = md.replace(name, " ")
     allowed = _numbers(res, set())
     stray = sorted({n for n in NUMBER.findall(md) if n not in allowed})
     assert not stray, f"numbers in the report that are not in the result: {stray}"
+
+
+# --------------------------------------------------------------------------- sessions
+def test_the_session_figures_against_direct_and_their_goals():
+    """Session throughput is each session run against the direct run of its repetition; the
+    nginx CPU per request with a session is compared with the goal of the session check,
+    and the report says it is an upper bound of it."""
+    res = result()
+    r = rows(res)
+    p = res["proxy"]
+    ratio = r[measure.SESSION_RATIO]
+    assert ratio["values"] == pytest.approx([s["rps"] / d["rps"] for d, s in zip(p["direct"], p["session"])])
+    assert (ratio["median"], ratio["met"]) == (pytest.approx(0.9629, abs=1e-4), True)
+    cpu = r[measure.SESSION_CPU]
+    assert (cpu["median"], cpu["min"], cpu["max"], cpu["met"]) == (pytest.approx(0.728), 0.712, 0.744, False)
+    md = report.render(res)
+    assert f"| {measure.SESSION_RATIO} | 0.963 x | 0.962-0.964 x | 2 | >= 0.95 | yes |" in md
+    assert f"| {measure.SESSION_THROUGHPUT} | 331 req/s | 331-332 req/s | 2 | - | - |" in md
+    assert "| proxied latency p50 with a session | 45.22 ms | 45.12-45.31 ms | 2 | - | - |" in md
+    assert f"| {measure.SESSION_CPU} | 0.728 ms | 0.712-0.744 ms | 2 | <= 0.2 | **no** |" in md
+    text = " ".join(md.split())
+    assert "**nginx CPU per request with a session (0.728 ms, target <= 0.2).**" in text
+    assert "so a miss here does not show that the check alone misses the goal" in text
+    assert "the session check's own cost is at most that figure" in text
+    assert ("With a session, nginx spent 0.728 ms of CPU per request against 4.112 ms with the Basic login (18% of it), "
+            "and the proxied route reached 0.963x of the direct throughput against 0.799x with the Basic login.") in text
+    assert "with which the same route reached 0.963x of the direct throughput in this run." in text
+    assert "cookie `__Host-airlock_session` (Path=/; Secure; HttpOnly; SameSite=Strict)" in text
+    assert "The session is logged out afterwards." in text
+    assert "Proxied with a session / direct throughput (" not in text  # met: no paragraph of its own
+
+
+def test_a_missed_session_throughput_says_what_a_request_still_costs():
+    def slower(res):
+        for run, rps in zip(res["proxy"]["session"], (300.0, 303.5)):
+            run["rps"] = rps
+
+    res = result(slower)
+    assert rows(res)[measure.SESSION_RATIO]["met"] is False
+    md = report.render(res)
+    assert f"| {measure.SESSION_RATIO} | 0.878 x | 0.871-0.884 x | 2 | >= 0.95 | **no** |" in md
+    text = " ".join(md.split())
+    assert ("**Proxied with a session / direct throughput (0.878x, target >= 0.95).** No password is hashed per "
+            "request any more; what a proxied request still costs is nginx's other work (0.728 ms of CPU per request") in text
+
+
+def test_the_login_figures():
+    """Logins per second and nginx CPU per login, no goal; and what a login costs against the
+    password check and the requests it replaces."""
+    res = result()
+    r = rows(res)
+    assert r[measure.LOGIN_RATE]["values"] == [421.6, 415.2]
+    assert r[measure.LOGIN_CPU]["median"] == pytest.approx(4.4415)
+    md = report.render(res)
+    assert f"| {measure.LOGIN_RATE} | 418 logins/s | 415-422 logins/s | 2 | - | - |" in md
+    assert f"| {measure.LOGIN_CPU} | 4.44 ms | 4.41-4.47 ms | 2 | - | - |" in md
+    text = " ".join(md.split())
+    assert ("A login cost 4.44 ms of nginx CPU (418 logins per second), of which the password check (sha512_crypt, "
+            "measured above) is about 4.07 ms: as much as 6 requests with the session, or 1.1 with the Basic login.") in text
+    assert "`wrk -t2 -c4 -d5s` POSTs the Basic header to `https://127.0.0.1/airlock/session`" in text
+
+
+def test_sessions_off_are_not_measured_with_the_reason():
+    res = result(sessions_off)
+    r = rows(res)
+    for name in (measure.SESSION_THROUGHPUT, measure.SESSION_RATIO, measure.SESSION_CPU, measure.LOGIN_RATE,
+                 measure.LOGIN_CPU):
+        assert r[name]["not_measured"] == SESSIONS_OFF and r[name]["n"] == 0, name
+    assert res["report"]["session"] is None
+    md = report.render(res)
+    assert f"| {measure.SESSION_RATIO} | not measured | - | 0 | >= 0.95 | not measured: {SESSIONS_OFF} |" in md
+    assert f"| {measure.LOGIN_CPU} | not measured | - | 0 | - | not measured: {SESSIONS_OFF} |" in md
+    assert f"**{measure.SESSION_CPU}: not measured in this run.** {SESSIONS_OFF}." in md
+    assert f"Sessions: not measured in this run ({SESSIONS_OFF})." in md
+    assert "## Sessions:" not in md
+    # The rest of the proxy's figures stand.
+    assert r["proxied / direct throughput"]["n"] == 2
+
+
+def test_a_failed_session_run_leaves_the_logins_measured():
+    why = "the session run 2/2 failed: wrk https://127.0.0.1/server_info: 12 error answers of 4100"
+
+    def failed(res):
+        res["proxy"]["session"] = res["proxy"]["session"][:1]
+        res["proxy"]["session_failed"] = why
+
+    res = result(failed)
+    r = rows(res)
+    assert r[measure.SESSION_RATIO]["not_measured"] == why and r[measure.SESSION_CPU]["not_measured"] == why
+    assert r[measure.LOGIN_RATE]["n"] == 2 and not r[measure.LOGIN_RATE]["not_measured"]
+    md = report.render(res)
+    assert f"**{measure.SESSION_RATIO}: not measured in this run.** {why}." in md
+
+
+def test_a_result_from_before_the_session_figures_still_renders():
+    """A result measured before sessions: its figures say so; and one whose report was derived
+    then (no session facts) renders again as it is."""
+    def before(res):
+        sessions_off(res)
+        for key in ("session", "logins", "session_skipped", "session_login_url", "login_seconds",
+                    "login_connections"):
+            res["proxy"].pop(key)
+
+    res = result(before)
+    assert rows(res)[measure.SESSION_RATIO]["not_measured"] == "no session run in this result"
+    assert rows(res)[measure.LOGIN_RATE]["not_measured"] == "no login run in this result"
+    for key in ("session",):
+        res["report"].pop(key)
+    for key in ("session", "session_cpu"):
+        res["report"]["missed"].pop(key)
+    res["report"]["missed"]["proxy"].pop("session_ratio")
+    md = report.render(res)
+    assert "Sessions:" not in md and "(`nginx_proxy_session_enabled`: the hash once per login)." in " ".join(md.split())
+
+
+def test_login_answer_takes_the_cookie_and_keeps_its_value_out_of_the_facts():
+    value = "v1|admin|c2Vzc2lvbg|1764366000|1764366000|c2lnbmF0dXJl"
+    cookie, facts = measure.login_answer({"status": 200, "set_cookie": [
+        f"__Host-airlock_session={value}; Max-Age=86400; Path=/; Secure; HttpOnly; SameSite=Strict"]})
+    assert cookie == f"__Host-airlock_session={value}"
+    assert facts == {"cookie_name": "__Host-airlock_session",
+                     "cookie_attributes": "Path=/; Secure; HttpOnly; SameSite=Strict"}
+    for answer in ({"status": 404, "set_cookie": []}, {"status": 200, "set_cookie": []},
+                   {"status": 401, "set_cookie": ["x=y"]}, {"status": 200, "set_cookie": ["novalue"]},
+                   {"status": 200, "set_cookie": ["x=a\tb; Path=/"]},
+                   {"error": "POST /airlock/session failed: connection refused"}):
+        cookie, facts = measure.login_answer(answer)
+        assert cookie is None and len(facts["reason"]) > 10 and set(facts) == {"reason"}, answer
+
+
+def test_the_wrk_scripts():
+    """The login script POSTs with Content-Length 0 (an empty body) and counts the answers
+    other than 200, which parse_wrk reads; Lua literals are escaped."""
+    assert measure.lua_string('a"b\\c') == '"a\\"b\\\\c"'
+    with pytest.raises(ValueError):
+        measure.lua_string("a\nb")
+    lua = measure.LOGIN_LUA % measure.lua_string("Basic YWRtaW46eA==")
+    assert 'wrk.method = "POST"' in lua and 'wrk.body = ""' in lua
+    assert 'wrk.headers["Authorization"] = "Basic YWRtaW46eA=="' in lua
+    assert 'string.format("airlock-bench answers other than 200: %d\\n", n)' in lua
+    out = """Running 5s test @ https://127.0.0.1/airlock/session
+  Latency Distribution
+     50%    8.93ms
+     99%   21.40ms
+  2112 requests in 5.01s, 1.10MB read
+Requests/sec:    421.60
+Transfer/sec:    224.00KB
+airlock-bench answers other than 200: 3
+"""
+    r = measure.parse_wrk(out)
+    assert (r["rps"], r["requests"], r["p50_ms"], r["non_2xx"], r["non_200"]) == (421.6, 2112, 8.93, 0, 3)
+    assert "non_200" not in measure.parse_wrk(out.replace("airlock-bench answers other than 200: 3\n", ""))

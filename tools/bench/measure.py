@@ -26,7 +26,12 @@ What is measured, and how:
              login on every request) to the same upstream. wrk is one client, which the proxy
              holds to its per-client rate by design: the run lifts that limit in the live
              nginx.conf and restores it with `site.yml --tags nginx_proxy`, so the figure is the
-             proxy's processing cost, not the policy cap.
+             proxy's processing cost, not the policy cap. Then, when the proxy has sessions, one
+             login (POST /airlock/session, the password once as a Basic header) for a session
+             cookie, and a third variant alternating with the two others: the same proxied route
+             with only that cookie (the njs check, no password hash). Then wrk POSTs the Basic
+             login to /airlock/session for a few seconds on a few connections: logins per second
+             and nginx CPU per login, every answer 200. The session is logged out at the end.
   login      CPU time per password verification with the proxy's own crypt(3) (the libcrypt
              nginx's auth_basic calls), for every scheme nginx_proxy supports, at the role's
              default rounds/cost.
@@ -329,9 +334,13 @@ def parse_wrk(text: str) -> dict:
     lat = {p: float(v) * UNIT[u] for p, v, u in WRK_LINE.findall(text)}
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    return {"rps": float(rps.group(1)), "requests": int(total.group(1)), "p50_ms": lat.get("50"),
-            "p99_ms": lat.get("99"), "non_2xx": int(bad.group(1)) if bad else 0,
-            "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0}
+    out = {"rps": float(rps.group(1)), "requests": int(total.group(1)), "p50_ms": lat.get("50"),
+           "p99_ms": lat.get("99"), "non_2xx": int(bad.group(1)) if bad else 0,
+           "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0}
+    counted = NON_200.search(text)  # printed by a script that counts its answers (LOGIN_LUA)
+    if counted:
+        out["non_200"] = int(counted.group(1))
+    return out
 
 
 def wrk(pid: str, url: str, seconds: int, conns: int, script: str | None) -> dict:
@@ -340,9 +349,60 @@ def wrk(pid: str, url: str, seconds: int, conns: int, script: str | None) -> dic
         cmd += ["-s", script]
     res = run(cmd + [url], timeout=seconds + 60)
     r = parse_wrk(res.stdout)
-    if r["non_2xx"] or r["requests"] == 0:
-        raise RuntimeError(f"wrk {url}: {r['non_2xx']} non-2xx answers of {r['requests']}:\n{res.stdout}")
+    # wrk's own count ("Non-2xx or 3xx responses") is of statuses above 399 only.
+    if r["non_2xx"] or r["requests"] == 0 or r.get("non_200"):
+        bad = f"{r['non_2xx']} error answers" + (f", {r['non_200']} other than 200" if r.get("non_200") else "")
+        raise RuntimeError(f"wrk {url}: {bad} of {r['requests']}:\n{res.stdout}")
     return r
+
+
+def one_line(e: Exception, limit: int = 600) -> str:
+    """An error as one line of a table cell or a sentence (wrk's output has many)."""
+    return " ".join(str(e).split())[:limit]
+
+
+def lua_string(value: str) -> str:
+    """A Lua string literal of printable ASCII (a Basic token, a session cookie)."""
+    if not all(" " <= ch <= "~" for ch in value):
+        raise ValueError("not printable ASCII")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# The Basic login POSTed to the login endpoint, as the login page's fetch() sends it (no body:
+# Content-Length 0). Each thread counts its answers other than 200 (wrk's own count is of
+# statuses above 399 only); done() prints the sum, which parse_wrk reads.
+LOGIN_LUA = """wrk.method = "POST"
+wrk.body = ""
+wrk.headers["Authorization"] = %s
+non200 = 0
+local threads = {}
+function setup(thread)
+   table.insert(threads, thread)
+end
+function response(status, headers, body)
+   if status ~= 200 then
+      non200 = non200 + 1
+   end
+end
+function done(summary, latency, requests)
+   local n = 0
+   for _, t in ipairs(threads) do
+      n = n + t:get("non200")
+   end
+   io.write(string.format("airlock-bench answers other than 200: %%d\\n", n))
+end
+"""
+NON_200 = re.compile(r"^airlock-bench answers other than 200: (\d+)$", re.MULTILINE)
+
+
+def wrk_script(text: str, scripts: list[str]) -> str:
+    """A wrk script in a file of mode 0600 (mkstemp), so that the secret it holds is on no
+    command line; its path is added to `scripts`, which the caller removes."""
+    fd, path = tempfile.mkstemp(prefix="airlock-bench-", suffix=".lua")
+    scripts.append(path)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
 
 
 RATE = re.compile(r"(zone=airlock_requests:\S+ rate=)([0-9]+r/[sm])")
@@ -355,6 +415,78 @@ c.check_hostname, c.verify_mode = False, ssl.CERT_NONE
 with c.wrap_socket(socket.create_connection(("127.0.0.1", 443), timeout=10)) as s:
     print(s.version())
 """
+
+
+# nginx_proxy's login endpoint (the login page POSTs the password there once, as a Basic
+# header) and its logout (POST with the cookie: the session is revoked).
+SESSION_LOGIN_PATH = "/airlock/session"
+SESSION_LOGOUT_PATH = "/airlock/logout"
+# The login run: a few seconds on a few connections (each login costs a password hash).
+LOGIN_SECONDS = 5
+LOGIN_CONNECTIONS = 4
+# One POST to the proxy on the proxy host (where wrk runs), its secret on stdin, never on a
+# command line (docker exec's are logged): the Basic token (login) or the cookie (logout).
+SESSION_POST_SCRIPT = r"""
+import http.client, json, ssl, sys
+path, header = sys.argv[1], sys.argv[2]
+secret = sys.stdin.read().strip()
+c = ssl.create_default_context()
+c.check_hostname, c.verify_mode = False, ssl.CERT_NONE
+conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=10, context=c)
+conn.request("POST", path, headers={header: ("Basic " + secret) if header == "Authorization" else secret,
+                                    "Content-Length": "0"})
+r = conn.getresponse()
+r.read()
+print(json.dumps({"status": r.status, "set_cookie": [v for k, v in r.getheaders() if k.lower() == "set-cookie"]}))
+"""
+
+
+def session_post(proxy: str, path: str, header: str, secret: str) -> dict:
+    """{"status", "set_cookie"} of one POST to the proxy, or {"error"}; the secret is in neither."""
+    try:
+        res = run(["docker", "exec", "-i", proxy, "python3", "-c", SESSION_POST_SCRIPT, path, header], check=False,
+                  input=secret, timeout=60)
+    except subprocess.TimeoutExpired:
+        return {"error": f"POST {path}: no answer within 60 s"}
+    text = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+    if res.returncode != 0 or not text.startswith("{"):
+        return {"error": f"POST {path} failed: " + (res.stdout + res.stderr)[-400:].replace(secret, "<secret>")}
+    return json.loads(text)
+
+
+def login_answer(answer: dict) -> tuple[str | None, dict]:
+    """(cookie "NAME=VALUE", facts) from the login endpoint's answer: 200 and a cookie; else
+    (None, {"reason"}). The facts hold the cookie's name and attributes, never its value."""
+    if "error" in answer:
+        return None, {"reason": answer["error"]}
+    cookies = answer.get("set_cookie") or []
+    if answer.get("status") != 200 or not cookies:
+        return None, {"reason": f"POST {SESSION_LOGIN_PATH} with the Basic login answered HTTP {answer.get('status')} "
+                                f"{'with' if cookies else 'without'} a cookie, where a proxy with sessions answers "
+                                f"200 with its session cookie"}
+    pair, _, attrs = cookies[0].partition(";")
+    name, sep, value = pair.strip().partition("=")
+    if not sep or not name or not value or not all(" " < ch <= "~" for ch in pair.strip()):
+        return None, {"reason": f"POST {SESSION_LOGIN_PATH} answered 200 with a Set-Cookie that is not NAME=VALUE "
+                                "in printable ASCII"}
+    kept = [a.strip() for a in attrs.split(";") if a.strip() and not a.strip().lower().startswith("max-age")]
+    return pair.strip(), {"cookie_name": name, "cookie_attributes": "; ".join(kept)}
+
+
+def session_login(proxy: str, conf: str, token: str) -> tuple[str | None, dict]:
+    """Log in once as the login page does: the session cookie, or None and why."""
+    if f"location = {SESSION_LOGIN_PATH} " not in conf:
+        return None, {"reason": f"the proxy's sessions are off: its {DRIFT_FILE} has no location {SESSION_LOGIN_PATH} "
+                                "(nginx_proxy_session_enabled)"}
+    return login_answer(session_post(proxy, SESSION_LOGIN_PATH, "Authorization", token))
+
+
+def session_logout(proxy: str, cookie: str) -> bool:
+    """Revoke the benchmark's session (best effort: True when the proxy confirmed it)."""
+    try:
+        return session_post(proxy, SESSION_LOGOUT_PATH, "Cookie", cookie).get("status") == 204
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return False
 
 
 def tls_version(proxy: str) -> str | None:
@@ -374,14 +506,17 @@ def cpu_ticks(container: str, pattern: str) -> int:
     return total
 
 
-def bench_proxy(lab: Lab, reps: int, seconds: int, conns: int) -> dict:
-    """wrk from the proxy host: straight to the upstream, and through nginx on the same host."""
+def bench_proxy(lab: Lab, reps: int, seconds: int, conns: int, login_seconds: int) -> dict:
+    """wrk from the proxy host: straight to the upstream, through nginx on the same host with
+    the Basic login on every request, and (when the proxy has sessions) with a session cookie;
+    then logins at the login endpoint."""
     if not shutil.which("wrk") or not shutil.which("nsenter"):
         return {"skipped": "wrk or nsenter is not installed (tools/bench.sh installs wrk from the Debian archive)"}
     proxy = lab.container("proxy")
     pid = lab.pid("proxy")
     direct = f"http://{lab.addr('openhands')}:{UPSTREAM_PORT}{LOAD_PATH}"
     proxied = f"https://127.0.0.1{LOAD_PATH}"
+    login_url = f"https://127.0.0.1{SESSION_LOGIN_PATH}"
     import base64
     token = base64.b64encode(f"admin:{lab.password()}".encode()).decode()
     conf = docker("exec", proxy, "cat", DRIFT_FILE)
@@ -389,40 +524,92 @@ def bench_proxy(lab: Lab, reps: int, seconds: int, conns: int) -> dict:
     if not m:
         return {"skipped": f"no airlock_requests limit_req_zone in the proxy's {DRIFT_FILE}"}
     hz = os.sysconf("SC_CLK_TCK")
-    fd, script = tempfile.mkstemp(prefix="airlock-bench-", suffix=".lua")
-    out = {"direct": [], "proxied": [], "url_direct": direct, "url_proxied": proxied,
+    scripts: list[str] = []
+    cookie = None
+    out = {"direct": [], "proxied": [], "session": [], "logins": [], "url_direct": direct, "url_proxied": proxied,
            "seconds": seconds, "connections": conns, "threads": 2, "policy_rate": m.group(2),
            "policy_burst": int(b.group(1)) if (b := BURST.search(conf)) else None,
-           "tls_version": tls_version(proxy)}
+           "tls_version": tls_version(proxy), "session_login_url": login_url,
+           "login_seconds": login_seconds, "login_connections": LOGIN_CONNECTIONS}
     try:
-        with os.fdopen(fd, "w") as f:  # mkstemp: 0600, so the login is not on a command line
-            f.write(f'wrk.headers["Authorization"] = "Basic {token}"\n')
+        # Files of mode 0600 (mkstemp), so that the login is not on a command line.
+        script = wrk_script(f'wrk.headers["Authorization"] = "Basic {token}"\n', scripts)
         # Lift the per-client rate limit for the measurement (one client, wrk, would get 429
         # after the burst); the role puts it back below, and the check after proves it did.
         docker("exec", proxy, "sed", "-E", "-i", r"s#(zone=airlock_requests:\S+ rate=)[0-9]+r/[sm]#\11000000r/s#",
                DRIFT_FILE)
         docker("exec", proxy, "sh", "-c", "nginx -t -q && systemctl reload nginx")
         time.sleep(1)
-        wrk(pid, direct, 1, conns, None)  # warm-up: connections, upstream keep-alive, caches
-        wrk(pid, proxied, 1, conns, script)
+        variants = [("direct", direct, None), ("proxied", proxied, script)]
+        # One login, as the login page does it: the cookie is all the session variant sends.
+        cookie, facts = session_login(proxy, conf, token)
+        if cookie:
+            out["session_cookie_name"] = facts["cookie_name"]
+            out["session_cookie_attributes"] = facts["cookie_attributes"]
+            session_script = wrk_script(f'wrk.headers["Cookie"] = {lua_string(cookie)}\n', scripts)
+            variants.append(("session", proxied, session_script))
+            log(f"  logged in at {SESSION_LOGIN_PATH}: session cookie {facts['cookie_name']}")
+        else:
+            out["session_skipped"] = facts["reason"]
+            log(f"  no session variant: {facts['reason']}")
+        for name, url, scr in list(variants):  # warm-up: connections, upstream keep-alive, caches
+            try:
+                wrk(pid, url, 1, conns, scr)
+            except RuntimeError as e:
+                if name != "session":
+                    raise
+                out["session_failed"] = f"the session warm-up failed: {one_line(e)}"
+                variants = [v for v in variants if v[0] != "session"]
+                log(f"  {out['session_failed']}")
         for i in range(reps):
-            order = [("direct", direct, None), ("proxied", proxied, script)]
+            order = list(variants)
             if i % 2:
-                order.reverse()  # alternate, so that neither side always runs first
+                order.reverse()  # alternate, so that no variant always runs first or last
             for name, url, scr in order:
                 before = cpu_ticks(proxy, "^nginx: ")
-                r = wrk(pid, url, seconds, conns, scr)
+                try:
+                    r = wrk(pid, url, seconds, conns, scr)
+                except RuntimeError as e:
+                    if name != "session":
+                        raise
+                    # The session figures become "not measured", with the reason; the rest goes on.
+                    out["session_failed"] = f"the session run {i + 1}/{reps} failed: {one_line(e)}"
+                    variants = [v for v in variants if v[0] != "session"]
+                    log(f"  {out['session_failed']}")
+                    continue
                 r["nginx_cpu_ms_per_req"] = (cpu_ticks(proxy, "^nginx: ") - before) * 1000 / hz / r["requests"]
                 out[name].append(r)
-                log(f"  wrk {name} {i + 1}/{reps}: {r['rps']:.0f} req/s p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms")
+                log(f"  wrk {name} {i + 1}/{reps}: {r['rps']:.0f} req/s p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms"
+                    f", nginx {r['nginx_cpu_ms_per_req']:.3f} ms CPU per request")
+        if cookie:
+            # Successful logins only (the password was just proven): the failed-login zone and
+            # fail2ban see none of them; the request zone the login passes is lifted above.
+            login_script = wrk_script(LOGIN_LUA % lua_string(f"Basic {token}"), scripts)
+            for i in range(reps):
+                before = cpu_ticks(proxy, "^nginx: ")
+                try:
+                    r = wrk(pid, login_url, login_seconds, LOGIN_CONNECTIONS, login_script)
+                except RuntimeError as e:
+                    out["logins_failed"] = f"the login run {i + 1}/{reps} failed: {one_line(e)}"
+                    log(f"  {out['logins_failed']}")
+                    break
+                r["nginx_cpu_ms_per_req"] = (cpu_ticks(proxy, "^nginx: ") - before) * 1000 / hz / r["requests"]
+                out["logins"].append(r)
+                log(f"  wrk logins {i + 1}/{reps}: {r['rps']:.0f} logins/s, nginx {r['nginx_cpu_ms_per_req']:.2f} ms "
+                    "CPU per login")
         return out
     finally:
-        os.unlink(script)
-        r = lab.playbook("proxy-restore", "site.yml", "--tags", "nginx_proxy")
-        m2 = RATE.search(docker("exec", proxy, "cat", DRIFT_FILE))
-        if not m2 or m2.group(2) != m.group(2) or r["changed"] == 0:
-            raise RuntimeError("site.yml --tags nginx_proxy did not restore the proxy's rate limit")
-        log(f"  rate limit restored to {m2.group(2)} by site.yml --tags nginx_proxy")
+        try:
+            if cookie:
+                out["session_logged_out"] = session_logout(proxy, cookie)
+        finally:  # whatever the logout did, the scripts go and the rate limit comes back
+            for path in scripts:
+                os.unlink(path)
+            r = lab.playbook("proxy-restore", "site.yml", "--tags", "nginx_proxy")
+            m2 = RATE.search(docker("exec", proxy, "cat", DRIFT_FILE))
+            if not m2 or m2.group(2) != m.group(2) or r["changed"] == 0:
+                raise RuntimeError("site.yml --tags nginx_proxy did not restore the proxy's rate limit")
+            log(f"  rate limit restored to {m2.group(2)} by site.yml --tags nginx_proxy")
 
 
 # --------------------------------------------------------------------------- login check cost
@@ -1030,6 +1217,7 @@ def figures(res: dict) -> list[dict]:
             rows.append(row(f"proxied latency {pct}", summary([x[f"{pct}_ms"] for x in q]), "ms", "-", None, 2))
         rows.append(row("nginx CPU per proxied request", summary([x["nginx_cpu_ms_per_req"] for x in q]), "ms",
                         "-", None, 3))
+    rows += session_rows(p)
 
     lg = res.get("login", {})
     for name, r in lg.get("schemes", {}).items():
@@ -1058,6 +1246,50 @@ def figures(res: dict) -> list[dict]:
         if kind == "egress":
             rows.append(row(EGRESS_LOG_FIGURE, summary([x["logged_s"] for x in a["egress"] if x["found"]]), "s",
                             "-", None, 2, "the first stage of the figure above"))
+    return rows
+
+
+SESSION_THROUGHPUT = "proxied throughput with a session (TLS keep-alive + cookie)"
+SESSION_RATIO = "proxied with a session / direct throughput"
+SESSION_RATIO_TARGET = 0.95
+SESSION_CPU = "nginx CPU per request with a session (TLS + session check + proxying)"
+SESSION_CPU_TARGET = 0.2
+LOGIN_RATE = "session logins per second (POST /airlock/session)"
+LOGIN_CPU = "nginx CPU per session login (TLS + password check + signed cookie)"
+
+
+def session_rows(p: dict) -> list[dict]:
+    """The session variant against the direct runs of the same repetitions, and the logins."""
+    rows = []
+    why = (p.get("skipped") or p.get("session_skipped") or p.get("session_failed")
+           or (None if p.get("session") else "no session run in this result"))
+    if why:
+        rows += [not_measured(SESSION_THROUGHPUT, "req/s", "-", why),
+                 not_measured(SESSION_RATIO, "x", f">= {SESSION_RATIO_TARGET:.2f}", why),
+                 not_measured(SESSION_CPU, "ms", f"<= {SESSION_CPU_TARGET}", why)]
+    else:
+        d, s = p["direct"], p["session"]
+        rows.append(row(SESSION_THROUGHPUT, summary([x["rps"] for x in s]), "req/s", "-", None, 0))
+        ratio = summary([b["rps"] / a["rps"] for a, b in zip(d, s)])
+        rows.append(row(SESSION_RATIO, ratio, "x", f">= {SESSION_RATIO_TARGET:.2f}",
+                        ratio["median"] >= SESSION_RATIO_TARGET, 3, "each session run against the direct run of its "
+                                                                    "repetition"))
+        for pct in ("p50", "p99"):
+            rows.append(row(f"proxied latency {pct} with a session", summary([x[f"{pct}_ms"] for x in s]), "ms", "-", None, 2))
+        cpu = summary([x["nginx_cpu_ms_per_req"] for x in s])
+        rows.append(row(SESSION_CPU, cpu, "ms", f"<= {SESSION_CPU_TARGET}", cpu["median"] <= SESSION_CPU_TARGET, 3,
+                        "all of nginx's work for the request, of which the session check is a part: an upper bound "
+                        "of the check's own cost"))
+    why = (p.get("skipped") or p.get("session_skipped") or p.get("logins_failed")
+           or (None if p.get("logins") else "no login run in this result"))
+    if why:
+        rows += [not_measured(LOGIN_RATE, "logins/s", "-", why), not_measured(LOGIN_CPU, "ms", "-", why)]
+    else:
+        lg = p["logins"]
+        note = f"wrk, {p['login_connections']} connections, {p['login_seconds']} s per run, every answer 200"
+        rows.append(row(LOGIN_RATE, summary([x["rps"] for x in lg]), "logins/s", "-", None, 0, note))
+        rows.append(row(LOGIN_CPU, summary([x["nginx_cpu_ms_per_req"] for x in lg]), "ms", "-", None, 2,
+                        "nginx's CPU time over each login run, per login"))
     return rows
 
 
@@ -1115,6 +1347,26 @@ def login_facts(res: dict) -> dict | None:
             "nginx_ms": nginx_ms, "share_pct": min(100.0, 100 * ms[default] / nginx_ms) if nginx_ms else None}
 
 
+def session_facts(res: dict, login: dict | None) -> dict | None:
+    """The session variant against the Basic one, and what a login costs against both."""
+    rows = {r["figure"]: r for r in res["figures"]}
+    ratio, cpu = rows.get(SESSION_RATIO), rows.get(SESSION_CPU)
+    if not ratio or ratio["not_measured"]:
+        return None
+    basic = rows.get("nginx CPU per proxied request", {}).get("median")
+    basic_ratio = rows.get("proxied / direct throughput", {}).get("median")
+    logins = rows.get(LOGIN_CPU, {})
+    login_ms = None if logins.get("not_measured") else logins.get("median")
+    deployed = (login or {}).get("deployed")
+    hash_ms = next((x["ms"] for x in (login or {}).get("schemes", []) if x["name"] == deployed), None)
+    return {"ratio": ratio["median"], "cpu_ms": cpu["median"], "basic_ratio": basic_ratio, "basic_cpu_ms": basic,
+            "cpu_vs_basic_pct": 100 * cpu["median"] / basic if basic else None,
+            "login_rps": rows[LOGIN_RATE]["median"] if login_ms is not None else None, "login_cpu_ms": login_ms,
+            "hash_scheme": deployed if hash_ms is not None else None, "hash_ms": hash_ms,
+            "requests_per_login": login_ms / cpu["median"] if login_ms is not None and cpu["median"] else None,
+            "basic_requests_per_login": login_ms / basic if login_ms is not None and basic else None}
+
+
 def gateway_facts(g: dict) -> dict | None:
     rows = {r["figure"]: r for r in gateway_rows(g)}
     if any(r.get("not_measured") for r in rows.values()):
@@ -1142,7 +1394,7 @@ def report_facts(res: dict) -> dict:
     login = login_facts(res)
     nginx_role = next((r for r in (rerun or {}).get("roles", []) if r["role"] == "nginx_proxy"), None)
     g = res.get("gateway", {})
-    missed = {"rerun": None, "drift": None, "proxy": None,
+    missed = {"rerun": None, "drift": None, "proxy": None, "session": None, "session_cpu": None,
               "not_measured": [r for r in res["figures"] if r.get("not_measured") and r["target"] != "-"]}
     if rows.get("rerun / first converge", {}).get("met") is False:
         missed["rerun"] = {"row": rows["rerun / first converge"], "raw_ms": raw, "ping_ms": ping,
@@ -1150,15 +1402,21 @@ def report_facts(res: dict) -> dict:
                            "task_results": (rerun or {}).get("task_results")}
     if rows.get("drift fix / full rerun", {}).get("met") is False:
         missed["drift"] = {"row": rows["drift fix / full rerun"], "nginx_proxy": nginx_role}
+    session = session_facts(res, login)
     if rows.get("proxied / direct throughput", {}).get("met") is False:
         missed["proxy"] = {"row": rows["proxied / direct throughput"],
-                           "login_share_pct": (login or {}).get("share_pct")}
+                           "login_share_pct": (login or {}).get("share_pct"),
+                           "session_ratio": (session or {}).get("ratio")}
+    if rows.get(SESSION_RATIO, {}).get("met") is False:
+        missed["session"] = {"row": rows[SESSION_RATIO], "cpu_ms": session["cpu_ms"]}
+    if rows.get(SESSION_CPU, {}).get("met") is False:
+        missed["session_cpu"] = {"row": rows[SESSION_CPU]}
     return {
         "run": {"mode": "smoke" if res.get("smoke") else "full", "date": res["date"],
                 "minutes": res["elapsed_s"] / 60, "lab": res["lab"], "fresh": res.get("fresh", False),
                 "reps": res.get("reps")},
         "converge": {"reps": len(res.get("converge", {}).get("rerun", []))},
-        "proxy": {k: v for k, v in res.get("proxy", {}).items() if k not in ("direct", "proxied")},
+        "proxy": {k: v for k, v in res.get("proxy", {}).items() if k not in ("direct", "proxied", "session", "logins")},
         "alerts": {k: v for k, v in res.get("alerts", {}).items() if k not in ("ban", "egress")},
         "gateway_method": {"model": g.get("model"), "direct_url": g.get("direct_url"),
                            "gateway_url": g.get("gateway_url"), "rounds": len(g.get("rounds", [])),
@@ -1166,6 +1424,7 @@ def report_facts(res: dict) -> dict:
         "gateway": gateway_facts(g),
         "rerun": rerun,
         "login": login,
+        "session": session,
         "missed": missed,
     }
 
@@ -1229,8 +1488,8 @@ def main() -> int:
             res["converge"] = bench_converge(lab, reps, fresh=False)
         log("per-task cost on the lab (docker connection)")
         res["task_cost"] = bench_task_cost(lab, reps, 10 if args.smoke else 20)
-        log("proxy overhead (wrk)")
-        res["proxy"] = bench_proxy(lab, reps, secs, args.connections)
+        log("proxy overhead (wrk): direct, Basic login, session; logins")
+        res["proxy"] = bench_proxy(lab, reps, secs, args.connections, min(secs, LOGIN_SECONDS))
         log("login check cost per hash scheme")
         res["login"] = bench_login(lab, 3 if args.smoke else 5, args.smoke)
         log("LLM gateway overhead (chat completions, direct and through the gateway) and memory")

@@ -10,6 +10,10 @@ library only, so it runs on any controller. Each finding is what the client obse
   login              status with the right credentials                 (want 200)
   ws_no_login        status of a websocket upgrade without credentials (want 401)
   ws_login           status of a websocket upgrade with credentials    (want 101)
+  login_kind         "basic" (the credentials opened the path themselves) or "session" (the
+                     proxy refused Basic on the path, as nginx_proxy's sessions do unless
+                     nginx_proxy_basic_auth_api is on: the probe logged in at the login
+                     endpoint once, and `login`/`ws_login` are with the session cookie)
   tls                {"TLSv1": bool, "TLSv1_1": bool, "TLSv1_2": bool, "TLSv1_3": bool}: handshake ok?
 
     proxy_probe.py --host 127.0.0.1 --port 8443 --http-port 8080 --server-name lab \
@@ -58,19 +62,38 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def get(args, path: str, auth: str | None) -> int:
+SESSION_LOGIN = "/airlock/session"  # where nginx_proxy's login page sends the password
+
+
+def get(args, path: str, auth: str | None, cookie: str | None = None) -> int:
     conn = http.client.HTTPSConnection(args.host, args.port, timeout=args.timeout,
                                        context=context(cafile=args.cafile))
     headers = {"Host": args.server_name}
     if auth:
         headers["Authorization"] = auth
+    if cookie:
+        headers["Cookie"] = cookie
     conn.request("GET", path, headers=headers)
     status = conn.getresponse().status
     conn.close()
     return status
 
 
-def websocket(args, auth: str | None) -> int:
+def session_cookie(args, auth: str) -> str | None:
+    """Log in as the proxy's login page does (POST, the password once as a Basic header):
+    the session cookie ("NAME=VALUE") it sets, or None."""
+    conn = http.client.HTTPSConnection(args.host, args.port, timeout=args.timeout,
+                                       context=context(cafile=args.cafile))
+    conn.request("POST", SESSION_LOGIN, headers={"Host": args.server_name, "Authorization": auth,
+                                                  "Content-Length": "0"})
+    resp = conn.getresponse()
+    resp.read()
+    cookies = [value.split(";", 1)[0] for name, value in resp.getheaders() if name.lower() == "set-cookie"]
+    conn.close()
+    return cookies[0] if resp.status == 200 and cookies else None
+
+
+def websocket(args, auth: str | None, cookie: str | None = None) -> int:
     """Send a websocket upgrade request and return the HTTP status of the answer."""
     raw = socket.create_connection((args.host, args.port), timeout=args.timeout)
     sock = context(cafile=args.cafile).wrap_socket(raw, server_hostname=args.server_name)
@@ -79,6 +102,8 @@ def websocket(args, auth: str | None) -> int:
              "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
     if auth:
         lines.append(f"Authorization: {auth}")
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
     status_line = sock.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace")
     sock.close()
@@ -130,8 +155,14 @@ def main() -> int:
         "login": get(args, args.path, good),
         "ws_no_login": websocket(args, None),
         "ws_login": websocket(args, good),
+        "login_kind": "basic",
         "tls": {name: handshake(args, v) for name, v in TLS_VERSIONS.items()},
     }
+    if findings["login"] == 401:
+        cookie = session_cookie(args, good)
+        if cookie:
+            findings.update(login=get(args, args.path, None, cookie), ws_login=websocket(args, None, cookie),
+                            login_kind="session")
     json.dump(findings, sys.stdout, indent=2)
     print()
     return 0

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Websocket test client (standard library): opens wss://HOST:PORT/PATH, optionally
-with a Basic login, prints the HTTP status line of the handshake and, after a 101, the
+with a Basic login or a Cookie header (a session), prints the HTTP status line of the handshake and, after a 101, the
 echo of one text frame. Exit code 0 only for 101 and a matching echo."""
 import argparse
 import base64
@@ -18,6 +18,7 @@ def main():
     ap.add_argument("--port", type=int, default=443)
     ap.add_argument("--user")
     ap.add_argument("--password")
+    ap.add_argument("--cookie", help="Cookie header value (NAME=VALUE)")
     ap.add_argument("--message", default="hello airlock")
     args = ap.parse_args()
     ctx = ssl.create_default_context()
@@ -37,6 +38,8 @@ def main():
     if args.user:
         token = base64.b64encode(f"{args.user}:{args.password}".encode()).decode()
         lines.append(f"Authorization: Basic {token}")
+    if args.cookie:
+        lines.append(f"Cookie: {args.cookie}")
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
     head = b""
     while b"\r\n\r\n" not in head:

@@ -10,10 +10,14 @@ repeat-offender count spill into another's: one per jail in the upper part of th
 """
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import hmac
 import ipaddress
 import os
 import random
+import re
 import shlex
 import time
 
@@ -66,33 +70,98 @@ def add_extra_address(purpose) -> str:
     return addr
 
 
-def _curl(url, user=None, source=None, timeout=10) -> str:
+def _curl(url, user=None, source=None, timeout=10, cookie=None, method=None) -> str:
     cmd = f"curl -sk -m {int(timeout)} -o /dev/null -w '%{{http_code}}' "
     if source:
         cmd += f"--interface {shlex.quote(source)} "
     if user:
         cmd += "-u " + shlex.quote(user) + " "
+    if cookie:
+        cmd += "-b " + shlex.quote(cookie) + " "
+    if method:
+        cmd += "-X " + shlex.quote(method) + " "
     return cmd + shlex.quote(url)
 
 
-def request(client, url, user=None, source=None, timeout=10) -> tuple[str, int]:
-    """(HTTP status, curl's exit code) of a GET from `client`, from its address `source`
-    when given. "000" is no answer: exit code 7 a refused connection (a fail2ban reject),
-    28 a timeout (a dropped packet)."""
-    res = client.run(_curl(url, user, source, timeout))
+def request(client, url, user=None, source=None, timeout=10, cookie=None, method=None) -> tuple[str, int]:
+    """(HTTP status, curl's exit code) of a GET (or `method`) from `client`, from its address
+    `source` when given, with Basic credentials `user` ("name:password") or the Cookie header
+    `cookie` when given. "000" is no answer: exit code 7 a refused connection (a fail2ban
+    reject), 28 a timeout (a dropped packet)."""
+    res = client.run(_curl(url, user, source, timeout, cookie, method))
     return res.stdout.strip(), res.rc
 
 
-def status(client, url, user=None, source=None, timeout=10) -> str:
+def status(client, url, user=None, source=None, timeout=10, cookie=None, method=None) -> str:
     """HTTP status of a GET as the client sees it ("000": no answer at all)."""
-    return request(client, url, user=user, source=source, timeout=timeout)[0]
+    return request(client, url, user=user, source=source, timeout=timeout, cookie=cookie, method=method)[0]
 
 
-def statuses(client, url, count, user=None, source=None, timeout=5) -> list[str]:
-    """HTTP statuses of `count` GETs sent one right after another from `client` (one
-    command, so that rate limits see a burst)."""
-    res = client.run(f"for i in $(seq {int(count)}); do {_curl(url, user, source, timeout)}; echo; done")
+def statuses(client, url, count, user=None, source=None, timeout=5, method=None) -> list[str]:
+    """HTTP statuses of `count` GETs (or `method`) sent one right after another from `client`
+    (one command, so that rate limits see a burst)."""
+    res = client.run(f"for i in $(seq {int(count)}); do {_curl(url, user, source, timeout, method=method)}; echo; done")
     return res.stdout.split()
+
+
+# ----------------------------------------------------------------------------- sessions
+COOKIE = "__Host-airlock_session"  # nginx_proxy_session_cookie_name (the role's default)
+LOGIN_PATH = "/airlock/session"  # where the login page sends the password, once
+KEY_FILE = "/etc/nginx/airlock-session-key.conf"
+
+
+def login_url(proxy) -> str:
+    return f"https://{proxy}{LOGIN_PATH}"
+
+
+def login(client, proxy, user, source=None, timeout=10) -> tuple[str, str, dict]:
+    """A login as the login page sends it (POST, the password once as a Basic header): the
+    HTTP status, the session cookie ("NAME=VALUE" for a Cookie header, "" when none was set)
+    and the response headers (lower-case names; set-cookie as sent)."""
+    cmd = f"curl -sk -m {int(timeout)} -o /dev/null -D - -X POST -u {shlex.quote(user)} "
+    if source:
+        cmd += f"--interface {shlex.quote(source)} "
+    res = client.run(cmd + shlex.quote(login_url(proxy)))
+    return parse_response(res.stdout)
+
+
+def parse_response(text) -> tuple[str, str, dict]:
+    """(status, session cookie "NAME=VALUE" or "", headers) of curl's -D output."""
+    lines = text.replace("\r", "").split("\n")
+    code = lines[0].split()[1] if lines and len(lines[0].split()) > 1 else "000"
+    headers, cookie = {}, ""
+    for line in lines[1:]:
+        if ":" not in line:
+            continue
+        name, value = line.split(":", 1)
+        headers[name.strip().lower()] = value.strip()
+        if name.strip().lower() == "set-cookie" and value.strip().startswith(COOKIE + "="):
+            cookie = value.strip().split(";", 1)[0]
+    return code, cookie, headers
+
+
+def session_key(name=PROXY) -> bytes:
+    """The proxy's session signing key (root reads it on the host), to forge cookies with."""
+    text = other(name).check_output("cat %s", KEY_FILE)
+    return re.search(r'js_var \$airlock_session_key "([0-9a-f]{64})"', text).group(1).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def sign(key: bytes, body: str) -> str:
+    """The signature the proxy puts after the cookie's last |: base64url HMAC-SHA256."""
+    return _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
+
+
+def forge(key: bytes, user, issued_ago, seen_ago, sid="forgedforgedforgedforg") -> str:
+    """A cookie ("NAME=VALUE") signed with `key` as the proxy signs its own
+    (v1|user|session id|issued at|last seen|signature), for `user`, issued `issued_ago` and
+    last seen `seen_ago` seconds ago."""
+    now = int(time.time())
+    body = f"v1|{user}|{sid}|{now - issued_ago}|{now - seen_ago}"
+    return f"{COOKIE}={body}|{sign(key, body)}"
 
 
 def ssh(client, target, user="nosuchuser", source=None, key=None, command="true"):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 
-from proxytier import (ADMIN, PROXY, add_extra_address, address, ban_logged, banned, fail2ban_log_size, other, request,
-                       ssh, ssh_outcome, status, statuses, wait_for)
+from proxytier import (ADMIN, PROXY, add_extra_address, address, ban_logged, banned, fail2ban_log_size, login, login_url,
+                       other, request, ssh, ssh_outcome, status, statuses, wait_for)
 
 testinfra_hosts = ["nginx_proxy-client"]
 
@@ -40,28 +40,40 @@ def test_failed_ssh_logins_get_the_address_banned_by_sshd(host):
 
 def test_failed_login_burst_gets_the_address_banned_by_limit_req(host):
     source, proxy, admin = add_extra_address("limit-req"), address(PROXY), other(ADMIN)
-    url = f"https://{proxy}/"
-    # Requests without credentials: nginx logs no authentication failure for them (so
+    url = login_url(proxy)
+    # Logins without credentials: nginx logs no authentication failure for them (so
     # nginx-http-auth sees nothing); only the failed-login zone counts them. The first
     # 1 + burst pass (401), the next are refused (429) and logged, and five such lines ban.
-    codes = statuses(host, url, LOGIN_FAIL_BURST + 1 + FAILURES, source=source)
+    codes = statuses(host, url, LOGIN_FAIL_BURST + 1 + FAILURES, source=source, method="POST")
     assert codes[:LOGIN_FAIL_BURST + 1] == ["401"] * (LOGIN_FAIL_BURST + 1), codes
     assert codes[LOGIN_FAIL_BURST + 1] == "429", codes
-    assert wait_for(lambda: request(host, url, source=source, timeout=5) == ("000", 7), 20), \
+    assert wait_for(lambda: request(host, url, source=source, timeout=5, method="POST") == ("000", 7), 20), \
         f"the failed-login burst did not get {source} banned: {codes}"
     assert source in banned("nginx-limit-req") and source not in banned("nginx-http-auth")
     # Controls: the proxy answers the admin's same request; sshd still answers the banned
     # address (the jail bans 80 and 443 only).
-    assert status(admin, url) in ("401", "429")
+    assert status(admin, url, method="POST") in ("401", "429")
     assert ssh_outcome(ssh(host, proxy, source=source)) == "denied"
+
+
+def test_requests_without_a_session_are_not_failed_logins(host):
+    """A browser tab whose session ended keeps polling the app: those requests (no password
+    checked) are answered 401 without counting as failed logins, so the user is not banned
+    for them; the control is the same number of logins without credentials, which ban."""
+    source, proxy = add_extra_address("no-session"), address(PROXY)
+    codes = statuses(host, f"https://{proxy}/api/poll", LOGIN_FAIL_BURST + 1 + FAILURES, source=source)
+    assert codes == ["401"] * (LOGIN_FAIL_BURST + 1 + FAILURES), codes
+    assert request(host, f"https://{proxy}/", source=source, timeout=5) == ("401", 0)
+    assert source not in banned("nginx-limit-req") + banned("nginx-http-auth")
+    assert login(host, proxy, RIGHT, source=source)[0] == "200"
 
 
 def test_an_address_banned_twice_is_held_by_recidive_on_every_port(host):
     source, proxy, admin = add_extra_address("recidive"), address(PROXY), other(ADMIN)
-    url = f"https://{proxy}/"
+    url, login_at = f"https://{proxy}/", login_url(proxy)
     since = fail2ban_log_size()
     # First ban: nginx-http-auth, for wrong passwords (six stay within the failed-login burst).
-    statuses(host, url, FAILURES, user=WRONG, source=source)
+    statuses(host, login_at, FAILURES, user=WRONG, source=source, method="POST")
     assert wait_for(lambda: ban_logged("nginx-http-auth", source, since), 20), "no nginx-http-auth ban"
     # Second ban: sshd (its port is not one nginx-http-auth bans).
     for _ in range(FAILURES):
@@ -82,26 +94,27 @@ def test_an_address_banned_twice_is_held_by_recidive_on_every_port(host):
 
 def test_six_wrong_logins_get_the_address_banned_by_http_auth_then_the_ban_ends(host):
     source, proxy, admin = add_extra_address("http-auth"), address(PROXY), other(ADMIN)
-    url = f"https://{proxy}/"
-    assert status(host, url, user=RIGHT, source=source) == "200"  # this address logs in before
-    statuses(host, url, FAILURES, user=WRONG, source=source)
-    assert wait_for(lambda: request(host, url, user=RIGHT, source=source, timeout=3) == ("000", 7), 20), \
+    url = login_url(proxy)
+    # This address logs in before (the page's login: the password once, a session cookie back).
+    assert login(host, proxy, RIGHT, source=source)[0] == "200"
+    statuses(host, url, FAILURES, user=WRONG, source=source, method="POST")
+    assert wait_for(lambda: request(host, url, user=RIGHT, source=source, timeout=3, method="POST") == ("000", 7), 20), \
         f"{FAILURES} wrong logins did not get {source} banned"
     assert source in banned("nginx-http-auth")
     # Controls: the admin's same login goes through; sshd still answers the banned address.
-    assert status(admin, url, user=RIGHT) == "200"
+    assert login(admin, proxy, RIGHT)[0] == "200"
     assert ssh_outcome(ssh(host, proxy, source=source)) == "denied"
     # The ban ends after fail2ban_bantime (20 s here): the address logs in again.
-    assert wait_for(lambda: status(host, url, user=RIGHT, source=source, timeout=3) == "200", 90, 2), \
+    assert wait_for(lambda: login(host, proxy, RIGHT, source=source, timeout=3)[0] == "200", 90, 2), \
         "the ban did not end after the ban time"
 
 
 def test_ignoreip_client_is_never_banned(host):
     proxy, admin = address(PROXY), other(ADMIN)
-    url = f"https://{proxy}/"
+    url = login_url(proxy)
     for _ in range(8):  # refused (401), or slowed by the login-failure rate limit (429): never dropped
-        assert status(admin, url, user=WRONG) in ("401", "429")
+        assert status(admin, url, user=WRONG, method="POST") in ("401", "429")
     time.sleep(4)
-    assert status(admin, url, user=RIGHT) == "200"
+    assert login(admin, proxy, RIGHT)[0] == "200"
     # Give the admin's failed-login allowance back (the whole burst drains in this time).
     time.sleep((LOGIN_FAIL_BURST + 1) * LOGIN_FAIL_INTERVAL)
