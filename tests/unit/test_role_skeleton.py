@@ -117,3 +117,24 @@ def test_apt_retries_a_mirrors_hiccup(role):
             where = f"{role.name}/tasks/{path.name}: '{task.get('name')}'"
             assert int(task.get("retries", 0)) >= 3 and task.get("delay") and task.get("register"), where
             assert task.get("until") == f"{task['register']} is succeeded", where
+
+
+PLAYBOOKS = sorted([*(ROOT / "playbooks").glob("*.yml"), *(ROOT / "molecule").glob("*/*.yml"), ROOT / "site.yml"])
+
+
+@pytest.mark.parametrize("path", PLAYBOOKS, ids=[str(p.relative_to(ROOT)) for p in PLAYBOOKS])
+def test_apt_retries_in_playbooks_and_scenarios(path):
+    """The lab's and the Molecule scenarios' own apt tasks retry as the roles' do: their
+    containers converge side by side, and apt gives up at once on a lock another holds."""
+    plays = yaml.safe_load(path.read_text()) or []
+    if not isinstance(plays, list):
+        return  # molecule.yml and other configuration, not a playbook
+    for play in plays:
+        if not isinstance(play, dict):
+            continue
+        for task in walk([*(play.get("pre_tasks") or []), *(play.get("tasks") or []), *(play.get("post_tasks") or [])]):
+            if module(task) != "ansible.builtin.apt":
+                continue
+            where = f"{path.relative_to(ROOT)}: '{task.get('name')}'"
+            assert int(task.get("retries", 0)) >= 3 and task.get("delay") and task.get("register"), where
+            assert task.get("until") == f"{task['register']} is succeeded", where
