@@ -54,6 +54,16 @@ def test_the_tier_lists_the_roles_it_imports_in_order(tier):
 
 
 @pytest.mark.parametrize("tier", TIERS)
+def test_the_contract_names_the_tiers_roles_in_order(tier):
+    """docs/contract.md's groups table lists each tier's roles as the tier runs them."""
+    row = next(line for line in (ROOT / "docs" / "contract.md").read_text().splitlines()
+               if line.startswith(f"| `{TIERS[tier]}`"))
+    cell = row.split("|")[3]
+    assert f"`{tier}`" in cell, row
+    assert re.findall(r"`([a-z_0-9]+)`", cell.split(":", 1)[1]) == tier_vars(tier)[f"__{tier}_roles"], row
+
+
+@pytest.mark.parametrize("tier", TIERS)
 def test_the_preflight_validates_every_roles_argument_specs(tier):
     """Ansible validates a role's argument specs only for the entry point tasks_from names:
     each role's checks run as its entry point `assert`, whose options are main's (a YAML
