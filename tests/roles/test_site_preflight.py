@@ -124,6 +124,35 @@ def test_an_admin_list_that_exempts_every_authorized_address_is_refused(tmp_path
         assert res.returncode == 0, out[-3000:]
 
 
+DUAL_STACK = ["203.0.113.0/24", "2001:db8::/64"]
+
+
+@pytest.mark.parametrize("authorized,admin,refused", [
+    # With an IPv6 entry authorized, 0.0.0.0/0 does not cover the list: only its own check refuses it.
+    (DUAL_STACK, ["0.0.0.0/0"], "0.0.0.0/0"),
+    (["203.0.113.0/24"], ["::/0"], "::/0"),
+    (DUAL_STACK, ["203.0.113.10/32", "0.0.0.0/0.0.0.0"], "0.0.0.0/0.0.0.0"),
+    # The control: the operators' own addresses, one of each IP version.
+    (DUAL_STACK, ["203.0.113.10/32", "2001:db8::10/128"], None),
+], ids=["ipv4-world-beside-ipv6", "ipv6-world", "ipv4-world-as-netmask", "operators-own"])
+def test_a_never_ban_entry_of_prefix_length_0_is_refused_naming_airlock_admin_cidrs(tmp_path, authorized, admin, refused):
+    """An airlock_admin_cidrs entry of prefix length 0 exempts every address of its IP version
+    from bans, whatever airlock_authorized_cidrs holds: refused in the proxy tier's preflight,
+    naming the shared variable (and the role's it is mapped onto), before any host changes."""
+    extra = {"airlock_authorized_cidrs": authorized, "airlock_admin_cidrs": admin}
+    res = site(tmp_path, {}, "--tags", "airlock_preflight", "-e", json.dumps(extra))
+    out = res.stdout + res.stderr
+    if refused:
+        assert res.returncode != 0, out[-3000:]
+        assert f"airlock_admin_cidrs (fail2ban_ignoreip) holds {refused}, which covers every IPv4 or IPv6 address" in out, \
+            out[-3000:]
+        assert "PLAY [Proxy tier" not in out
+        assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
+    else:
+        assert res.returncode == 0, out[-3000:]
+        assert changed(res.stdout) == {"preflight-proxy": 0, "preflight-server": 0, "preflight-server2": 0}, res.stdout[-2000:]
+
+
 def test_every_provider_loads_the_one_shared_mapping():
     """The lab and AWS inventories map the airlock_* values onto the roles with the same file
     (a link in each group's group_vars, loaded first so the inventory's own files can
