@@ -18,6 +18,9 @@ airlock_cidrs_overlap(a, b)
     True when the two networks share at least one address.
 airlock_is_world_cidr(value)
     True for a network that covers every IPv4 address (``0.0.0.0/0``).
+airlock_world_entries(values)
+    The entries of ``values`` that cover every address of their IP version: prefix length
+    0 in any form ipaddress reads (``0.0.0.0/0``, ``0.0.0.0/0.0.0.0``, ``::/0``).
 airlock_vpc_resolver(vpc_cidr)
     The Amazon-provided DNS resolver of a VPC: its base address plus two (the AWS
     inventory's ``airlock_dns_servers``).
@@ -72,6 +75,12 @@ def airlock_is_world_cidr(value):
     return checks.is_ipv4_cidr(value) and _net(value).prefixlen == 0
 
 
+def airlock_world_entries(values):
+    """The entries of values that cover every address of their IP version (prefix length 0
+    in any form: 0.0.0.0/0, 0.0.0.0/0.0.0.0, ::/0), in their order, as given."""
+    return [v for v in values or [] if checks.is_whole_address_space(v)]
+
+
 def airlock_vpc_resolver(vpc_cidr):
     """The Amazon-provided DNS resolver of a VPC: the VPC base address plus two."""
     return checks.aws_vpc_resolver(vpc_cidr)
@@ -97,6 +106,7 @@ class FilterModule:
             "airlock_all_within": airlock_all_within,
             "airlock_cidrs_overlap": airlock_cidrs_overlap,
             "airlock_is_world_cidr": airlock_is_world_cidr,
+            "airlock_world_entries": airlock_world_entries,
             "airlock_vpc_resolver": airlock_vpc_resolver,
             "airlock_is_hostname": airlock_is_hostname,
             "airlock_is_endpoint_url": airlock_is_endpoint_url,

@@ -43,6 +43,16 @@ def is_network(value) -> bool:
     return True
 
 
+def is_whole_address_space(value) -> bool:
+    """True for a network of prefix length 0, in any form ipaddress reads (0.0.0.0/0,
+    0.0.0.0/0.0.0.0, 0.0.0.0/00, ::/0, host bits set or not): every address of its IP
+    version. False for anything else, a value that is no network included."""
+    try:
+        return ipaddress.ip_network(str(value), strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
 def is_ipv4_cidr(value) -> bool:
     """True for a string that is an IPv4 network in CIDR notation with no host bits set."""
     if not isinstance(value, str) or "/" not in value:

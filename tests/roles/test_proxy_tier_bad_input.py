@@ -78,6 +78,10 @@ CASES = [
     ("nginx_proxy", {"nginx_proxy_session_enabled": False, "nginx_proxy_basic_auth_api": True},
      "nginx_proxy_basic_auth_api is true while nginx_proxy_session_enabled is false"),
     ("fail2ban", {"fail2ban_ignoreip": ["192.0.2.10/24"]}, "fail2ban_ignoreip"),
+    # A never-ban entry of prefix length 0 exempts every address of its IP version.
+    ("fail2ban", {"fail2ban_ignoreip": ["0.0.0.0/0"]}, "fail2ban_ignoreip: 0.0.0.0/0 covers every IPv4 or IPv6 address"),
+    ("fail2ban", {"fail2ban_ignoreip": ["192.0.2.10/32", "::/0"]}, "fail2ban_ignoreip: ::/0 covers every IPv4 or IPv6 address"),
+    ("fail2ban", {"fail2ban_ignoreip": ["0.0.0.0/0.0.0.0"]}, "fail2ban_ignoreip: 0.0.0.0/0.0.0.0 covers every"),
     ("fail2ban", {"fail2ban_banaction": "ufw"}, "fail2ban_banaction"),
     ("fail2ban", {"fail2ban_sshd_port": 70000}, "fail2ban_sshd_port"),
     ("fail2ban", {"fail2ban_banaction": "iptables-multiport"}, "fail2ban_banaction and fail2ban_banaction_allports"),
@@ -145,6 +149,15 @@ def test_valid_dns01_route53_settings_pass_the_checks(tmp_path):
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", result.stdout), result.stdout
 
 
+def test_operators_own_addresses_pass_the_fail2ban_checks(tmp_path):
+    """Positive control of the prefix-length-0 cases: an IPv4 /32, an IPv6 /128 and a narrow
+    network of each version pass."""
+    result = run_role(tmp_path, "fail2ban", {"fail2ban_ignoreip": ["192.0.2.10/32", "198.51.100.0/28", "2001:db8::10/128",
+                                                                   "2001:db8:1::/64"]}, tasks_from="assert")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", result.stdout), result.stdout
+
+
 def test_apt_proxy_entry_point_refuses_bad_input(tmp_path):
     """`tasks_from: apt_proxy` (the server's first task on a fresh host) checks its input too."""
     result = run_role(tmp_path, "host_baseline", {"host_baseline_apt_proxy": "http://10.0.0.10:3142/debian"},
@@ -177,6 +190,7 @@ def test_lockout_guard_refuses_ufw_cidrs_without_the_operator(tmp_path):
 
 NGINX = load_module(ROOT / "roles/nginx_proxy/filter_plugins/nginx_proxy.py")
 BASELINE_FILTERS = load_module(ROOT / "roles/host_baseline/filter_plugins/host_baseline.py")
+FAIL2BAN_TESTS = load_module(ROOT / "roles/fail2ban/test_plugins/fail2ban.py")
 
 
 @pytest.mark.parametrize("start,end", [(32768, 60999), (1024, 65535), (8000, 8012), (40000, 40000), (5, 123)])
@@ -200,3 +214,16 @@ def test_address_in():
     assert BASELINE_FILTERS.address_in("192.0.2.7", ["198.51.100.0/24", "192.0.2.0/24"])
     assert not BASELINE_FILTERS.address_in("203.0.113.1", ["192.0.2.0/24"])
     assert not BASELINE_FILTERS.address_in("garbage", ["0.0.0.0/0"])
+
+
+@pytest.mark.parametrize("value,network,everything", [
+    ("192.0.2.10/32", True, False), ("2001:db8::10", True, False), ("0.0.0.0/1", True, False),
+    ("0.0.0.0/0", True, True), ("::/0", True, True), ("0.0.0.0/0.0.0.0", True, True),
+    ("1.2.3.4/0", False, True), ("192.0.2.10/24", False, False), ("admin.example.org", False, False),
+])
+def test_fail2ban_ignoreip_tests(value, network, everything):
+    """The fail2ban role's tests: what fail2ban_ignoreip may hold (a network) and what it may
+    not (a whole address space, refused even where it is not a valid network)."""
+    tests = FAIL2BAN_TESTS.TestModule().tests()
+    assert tests["fail2ban_is_network"](value) is network
+    assert tests["fail2ban_covers_every_address"](value) is everything

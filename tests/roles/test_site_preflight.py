@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +151,35 @@ def test_an_admin_list_that_exempts_every_authorized_address_is_refused(tmp_path
         assert "PLAY [Proxy tier" not in out
     else:
         assert res.returncode == 0, out[-3000:]
+
+
+DUAL_STACK = ["203.0.113.0/24", "2001:db8::/64"]
+
+
+@pytest.mark.parametrize("authorized,admin,refused", [
+    # With an IPv6 entry authorized, 0.0.0.0/0 does not cover the list: only its own check refuses it.
+    (DUAL_STACK, ["0.0.0.0/0"], "0.0.0.0/0"),
+    (["203.0.113.0/24"], ["::/0"], "::/0"),
+    (DUAL_STACK, ["203.0.113.10/32", "0.0.0.0/0.0.0.0"], "0.0.0.0/0.0.0.0"),
+    # The control: the operators' own addresses, one of each IP version.
+    (DUAL_STACK, ["203.0.113.10/32", "2001:db8::10/128"], None),
+], ids=["ipv4-world-beside-ipv6", "ipv6-world", "ipv4-world-as-netmask", "operators-own"])
+def test_a_never_ban_entry_of_prefix_length_0_is_refused_naming_airlock_admin_cidrs(tmp_path, authorized, admin, refused):
+    """An airlock_admin_cidrs entry of prefix length 0 exempts every address of its IP version
+    from bans, whatever airlock_authorized_cidrs holds: refused in the proxy tier's preflight,
+    naming the shared variable (and the role's it is mapped onto), before any host changes."""
+    extra = {"airlock_authorized_cidrs": authorized, "airlock_admin_cidrs": admin}
+    res = site(tmp_path, {}, "--tags", "airlock_preflight", "-e", json.dumps(extra))
+    out = res.stdout + res.stderr
+    if refused:
+        assert res.returncode != 0, out[-3000:]
+        assert f"airlock_admin_cidrs (fail2ban_ignoreip) holds {refused}, which covers every IPv4 or IPv6 address" in out, \
+            out[-3000:]
+        assert "PLAY [Proxy tier" not in out
+        assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
+    else:
+        assert res.returncode == 0, out[-3000:]
+        assert changed(res.stdout) == {"preflight-proxy": 0, "preflight-server": 0, "preflight-server2": 0}, res.stdout[-2000:]
 
 
 def test_every_provider_loads_the_one_shared_mapping():
@@ -343,3 +373,90 @@ def test_the_mapping_gives_the_host_services_to_the_firewall_and_the_resolver(tm
     assert shown(inv, "preflight-server", "dns_resolver_host_services") == services
     assert shown(inv, "preflight-server2", "egress_firewall_host_services") == []
     assert shown(inv, "preflight-server2", "dns_resolver_host_services") == []
+
+
+# --- The AWS inventory's own values --------------------------------------------------------
+
+AWS_HOSTS = {"aws-proxy": {"private_ip_address": "10.0.0.10", "public_ip_address": "198.51.100.10"},
+             "aws-server": {"private_ip_address": "10.0.1.10"}}
+
+
+def aws_inventory(tmp_path: Path, operator: dict | None = None) -> Path:
+    """inventories/aws's group_vars (its links followed: the shared mapping and the connection
+    files, as the inventory loads them) with one static host per tier in the groups the
+    aws_ec2 plugin makes (proxy, openhands), carrying the values it would (addresses,
+    owner_id), so nothing asks EC2. Every host is this machine: connection local, set per
+    host, above the connection files. `operator` ({group: vars}) goes to a later file of that
+    group's group_vars, as an operator adds their own settings."""
+    inv = tmp_path / "aws-inventory"
+    shutil.copytree(ROOT / "inventories" / "aws" / "group_vars", inv / "group_vars")
+    local = {"ansible_connection": "local", "ansible_become": False, "ansible_python_interpreter": sys.executable,
+             "owner_id": "123456789012"}
+    (inv / "hosts.yml").write_text(json.dumps({"all": {"hosts": {"localhost": local}, "children": {
+        "proxy": {"hosts": {"aws-proxy": {**local, **AWS_HOSTS["aws-proxy"]}}},
+        "openhands": {"hosts": {"aws-server": {**local, **AWS_HOSTS["aws-server"]}}}}}}))
+    for group, values in (operator or {}).items():
+        (inv / "group_vars" / group / "operator.yml").write_text(json.dumps(values))
+    return inv
+
+
+def resolved(inv: Path, host: str, names: list[str]) -> dict:
+    """The variables as Ansible resolves them for `host` (inventory group_vars in their
+    order, the mapping's templates rendered); an undefined one fails the call."""
+    expression = "{{ {" + ", ".join(f"'{n}': {n}" for n in names) + "} }}"
+    res = ansible("ansible", inv, host, "-m", "ansible.builtin.debug", "-a", json.dumps({"msg": expression}))
+    assert res.returncode == 0, res.stdout + res.stderr
+    return json.loads(res.stdout.split("=>", 1)[1])["msg"]
+
+
+def test_the_aws_inventory_sets_the_hardened_values_the_roles_see(tmp_path):
+    """What a real deployment gets from inventories/aws, as each tier's roles see it: audit
+    rules locked until reboot on both tiers; on the proxy a self-signed certificate not
+    acknowledged (refused until the operator decides, the next test) and no never-ban
+    address (airlock_admin_cidrs empty, so fail2ban may ban anyone); on the server the
+    images fetched by the controller and no destination in the maintenance window; for
+    provisioning the evidence set on and CloudTrail off. Each fails here when its line is
+    deleted from the inventory (the lab's own values differ: tests/e2e)."""
+    inv = aws_inventory(tmp_path)
+    proxy = resolved(inv, "aws-proxy", ["auditd_immutable", "nginx_proxy_selfsigned_acknowledged", "airlock_admin_cidrs",
+                                        "fail2ban_ignoreip"])
+    assert proxy == {"auditd_immutable": True, "nginx_proxy_selfsigned_acknowledged": False, "airlock_admin_cidrs": [],
+                     "fail2ban_ignoreip": []}
+    server = resolved(inv, "aws-server", ["auditd_immutable", "openhands_image_source", "airlock_maintenance_destinations",
+                                          "egress_firewall_maintenance_destinations", "egress_firewall_maintenance_open"])
+    assert server == {"auditd_immutable": True, "openhands_image_source": "controller", "airlock_maintenance_destinations": [],
+                      "egress_firewall_maintenance_destinations": [], "egress_firewall_maintenance_open": []}
+    provisioning = resolved(inv, "localhost", ["aws_enclave_evidence_enabled", "aws_enclave_cloudtrail_enabled"])
+    assert provisioning == {"aws_enclave_evidence_enabled": True, "aws_enclave_cloudtrail_enabled": False}
+
+
+def recap(output: str) -> dict:
+    return {host: int(n) for host, n in re.findall(r"^(aws-[\w-]+)\s*:.*?changed=(\d+)", output, re.M)}
+
+
+@pytest.mark.parametrize("acknowledged", [False, True], ids=["default", "acknowledged"])
+def test_the_aws_inventory_refuses_a_self_signed_certificate_until_acknowledged(tmp_path, acknowledged):
+    """site.yml's preflight on the AWS inventory, with the values it leaves to the operator
+    (authorized CIDRs, the logins and the backup password, as from vault) and its default TLS
+    (self-signed, no ACME): the proxy's preflight refuses it, naming
+    nginx_proxy_selfsigned_acknowledged, before any play changes anything. With the
+    acknowledgement in the operator's group_vars/proxy/ (the control) the same run passes
+    that check and the whole proxy preflight. The run is limited to the proxy: the server's
+    preflight reads the S3 prefix list from the EC2 API (tests/aws/test_prefix_list_lookup.py
+    runs it against an emulator)."""
+    inv = aws_inventory(tmp_path, {"proxy": {"nginx_proxy_selfsigned_acknowledged": True}} if acknowledged else None)
+    operator = {"airlock_authorized_cidrs": ["203.0.113.0/24"],
+                "vault_airlock_users": [{"name": "alice", "password": "a-long-enough-password-1"}],
+                "vault_airlock_backup_password": "aws-inventory-test-backup-password"}
+    res = ansible("ansible-playbook", inv, str(ROOT / "site.yml"), "--tags", "airlock_preflight", "--limit", "aws-proxy",
+                  "-e", json.dumps(operator))
+    out = res.stdout + res.stderr
+    assert "TASK [nginx_proxy : Check the TLS settings]" in out, out[-3000:]
+    assert recap(res.stdout) == {"aws-proxy": 0}, res.stdout[-2000:]
+    if acknowledged:
+        assert res.returncode == 0, out[-3000:]
+        assert "nginx_proxy_selfsigned_acknowledged is false" not in out
+    else:
+        assert res.returncode != 0
+        assert "nginx_proxy_tls_mode is selfsigned and nginx_proxy_selfsigned_acknowledged is false" in out, out[-3000:]
+        assert "PLAY [Proxy tier" not in out

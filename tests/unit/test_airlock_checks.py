@@ -28,6 +28,15 @@ def test_is_network(value, ok):
 
 
 @pytest.mark.parametrize("value,ok", [
+    ("0.0.0.0/0", True), ("::/0", True), ("0.0.0.0/0.0.0.0", True), ("0.0.0.0/00", True), ("0::0/0", True),
+    ("1.2.3.4/0", True), ("0.0.0.0/1", False), ("::/1", False), ("0.0.0.0/255.255.255.255", False),
+    ("0.0.0.0", False), ("::", False), ("0/0", False), ("example.com", False), ("", False), (None, False),
+])
+def test_is_whole_address_space(value, ok):
+    assert checks.is_whole_address_space(value) is ok
+
+
+@pytest.mark.parametrize("value,ok", [
     ("10.0.0.0/24", True), ("0.0.0.0/0", True), ("10.0.0.1/24", False), ("10.0.0.0", False),
     ("10.0.0.0/33", False), ("2001:db8::/32", False), (None, False), (["10.0.0.0/24"], False),
 ])
@@ -121,7 +130,7 @@ PLUGINS = sorted(
 def test_the_plugins_that_share_the_checks():
     names = {p.stem for p in PLUGINS}
     assert {"airlock_net", "aws_enclave", "egress_firewall", "openhands", "dns_resolver",
-            "package_relay", "nginx_proxy", "airlock_snapshots", "host_baseline"} <= names
+            "package_relay", "nginx_proxy", "airlock_snapshots", "host_baseline", "fail2ban"} <= names
 
 
 @pytest.mark.parametrize("path", PLUGINS, ids=lambda p: str(p.relative_to(ROOT)))

@@ -333,3 +333,14 @@ def test_all_within_is_true_only_when_every_network_is_covered():
     assert not f(["203.0.113.0/24", "198.51.100.0/24"], ["203.0.113.0/24"])
     assert not f(["203.0.113.0/24"], ["203.0.113.10/32"]) and not f(["2001:db8::/64"], ["0.0.0.0/0"])
     assert not f([], ["0.0.0.0/0"]) and not f(["203.0.113.0/24"], [])
+
+
+def test_world_entries_are_the_prefix_length_0_ones_in_any_form():
+    """The never-ban list's refusal (proxy_tier): every spelling of a whole address space,
+    of either IP version, is found, in its order and as given; anything narrower, or no
+    network at all, is not."""
+    f = net.airlock_world_entries
+    assert f(["203.0.113.10/32", "0.0.0.0/0", "2001:db8::/64", "::/0"]) == ["0.0.0.0/0", "::/0"]
+    assert f(["0.0.0.0/0.0.0.0", "0.0.0.0/00", "0::0/0", "1.2.3.4/0"]) == ["0.0.0.0/0.0.0.0", "0.0.0.0/00", "0::0/0", "1.2.3.4/0"]
+    assert f(["0.0.0.0/1", "128.0.0.0/1", "::/1", "0.0.0.0", "::", "0/0", "example.org", ""]) == []
+    assert f([]) == [] and f(None) == []

@@ -97,7 +97,7 @@ def test_netfilter_rules_in_first_match_order(host):
         assert "# skipped (parent directory missing): /usr/local/lib/airlock/egress-nft" in content
         assert not any(refresh in ln for ln in lines)
     watched = host.file("/etc/audit/audit.rules").content_string
-    for path in ("/etc/airlock", "/usr/local/sbin", "/etc/systemd/system"):
+    for path in ("/etc/airlock", "/usr/local/sbin", "/usr/local/lib/airlock", "/etc/systemd/system"):
         assert f"-w {path} -p wa -k airlock_config" in watched or \
             f"# skipped (parent directory missing): -w {path} -p wa -k airlock_config" in \
             host.file(f"{RULES_DIR}/30-airlock.rules").content_string, path
