@@ -151,8 +151,12 @@ def unit(name: str, *props: str) -> dict:
 
 def instant(value: str) -> datetime.datetime | None:
     """A systemd timestamp as --timestamp=us+utc prints it ("Tue 2026-12-01 20:03:01.123456
-    UTC"); None when unset."""
-    return datetime.datetime.strptime(" ".join(value.split()[1:3]), "%Y-%m-%d %H:%M:%S.%f") if value else None
+    UTC"; a timer's trigger comes in whole seconds, "Tue 2026-12-01 20:03:01 UTC"); None
+    when unset."""
+    if not value:
+        return None
+    text = " ".join(value.split()[1:3])
+    return datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f" if "." in text else "%Y-%m-%d %H:%M:%S")
 
 
 def last_trigger(timer: str) -> datetime.datetime | None:
@@ -175,7 +179,8 @@ def fire_on_its_own(timer: str, before: datetime.datetime | None, wait: int = 18
         state = unit(service, "InactiveExitTimestamp", "ActiveState", "Result")
         # The run the trigger started: the service left "inactive" after the trigger (a job
         # the timer queued may still wait on its ordering, with the service inactive and the
-        # result of an earlier run), and it is over.
+        # result of an earlier run), and it is over. The trigger's time is in whole seconds,
+        # the service's in microseconds: a run in the trigger's second counts.
         started = instant(state["InactiveExitTimestamp"])
         if (triggered and triggered != before and started and started >= triggered
                 and state["ActiveState"] in ("inactive", "failed")):
