@@ -552,15 +552,19 @@ def bench_proxy(lab: Lab, reps: int, seconds: int, conns: int, login_seconds: in
         else:
             out["session_skipped"] = facts["reason"]
             log(f"  no session variant: {facts['reason']}")
+        def without_session(why: str) -> list:
+            """The session figures become "not measured", with the reason; the rest goes on."""
+            out["session_failed"] = why
+            log(f"  {why}")
+            return [v for v in variants if v[0] != "session"]
+
         for name, url, scr in list(variants):  # warm-up: connections, upstream keep-alive, caches
             try:
                 wrk(pid, url, 1, conns, scr)
             except RuntimeError as e:
                 if name != "session":
                     raise
-                out["session_failed"] = f"the session warm-up failed: {one_line(e)}"
-                variants = [v for v in variants if v[0] != "session"]
-                log(f"  {out['session_failed']}")
+                variants = without_session(f"the session warm-up failed: {one_line(e)}")
         for i in range(reps):
             order = list(variants)
             if i % 2:
@@ -572,10 +576,7 @@ def bench_proxy(lab: Lab, reps: int, seconds: int, conns: int, login_seconds: in
                 except RuntimeError as e:
                     if name != "session":
                         raise
-                    # The session figures become "not measured", with the reason; the rest goes on.
-                    out["session_failed"] = f"the session run {i + 1}/{reps} failed: {one_line(e)}"
-                    variants = [v for v in variants if v[0] != "session"]
-                    log(f"  {out['session_failed']}")
+                    variants = without_session(f"the session run {i + 1}/{reps} failed: {one_line(e)}")
                     continue
                 r["nginx_cpu_ms_per_req"] = (cpu_ticks(proxy, "^nginx: ") - before) * 1000 / hz / r["requests"]
                 out[name].append(r)
