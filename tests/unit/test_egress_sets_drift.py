@@ -5,9 +5,14 @@ tests/host/test_egress_firewall_netns.py."""
 from __future__ import annotations
 
 import copy
+import fcntl
 import importlib.machinery
 import importlib.util
 import json
+import sys
+import threading
+import time
+import types
 from pathlib import Path
 
 import pytest
@@ -98,6 +103,42 @@ def test_window_state(tmp_path):
     assert again.destinations() == [{"name": "mirror", "cidrs": ["192.0.2.0/24"]}]
     (tmp_path / "maintenance-open.json").write_text(json.dumps(["mirror"]))  # an older tool's state: no deadline
     assert tool.Window(str(tmp_path)).remaining() == 0
+
+
+@pytest.mark.parametrize("before,after", [([], ["mirror"]), (["mirror"], [])], ids=["opened", "closed"])
+def test_a_timer_run_waiting_for_the_lock_sees_the_window_as_the_holder_left_it(tmp_path, monkeypatch, before, after):
+    """The timer starts while an --open (or --close) holds the lock. When it gets the lock it
+    must act on the window as that run left it: with the state read before waiting, it
+    closed the window just opened (seen in a Molecule run: the mirror refused right after
+    the window opened), or opened again the one just closed."""
+    state = tmp_path / "state"
+    config = tmp_path / "egress.json"
+    config.write_text(json.dumps({"ruleset": str(tmp_path / "egress.nft")}))
+    destinations = [{"name": "mirror", "cidrs": ["192.0.2.0/24"]}]
+    if before:
+        tool.Window(str(state)).save(before, destinations, 600, now=time.time())
+    state.mkdir(exist_ok=True)
+    waiting, seen = threading.Event(), {}
+
+    def flock(fh, op):  # the real lock, after telling the test the run is about to wait for it
+        waiting.set()
+        return fcntl.flock(fh, op)
+
+    monkeypatch.setattr(tool, "fcntl", types.SimpleNamespace(flock=flock, LOCK_EX=fcntl.LOCK_EX))
+    monkeypatch.setattr(tool, "run", lambda args, config, window, ruleset: seen.setdefault("names", window.names) and 0)
+    monkeypatch.setattr(sys, "argv", ["airlock-egress-sets", "--config", str(config), "--state-dir", str(state)])
+    with open(state / "lock", "w", encoding="utf-8") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the --open or --close run
+        timer = threading.Thread(target=tool.main)
+        timer.start()
+        assert waiting.wait(10)
+        if after:
+            tool.Window(str(state)).save(after, destinations, 600, now=time.time())
+        else:
+            tool.Window(str(state)).clear()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    timer.join(10)
+    assert seen["names"] == after
 
 
 @pytest.mark.parametrize("value,ok", [(1800, True), (60, True), (86400, True), ("900", True),
