@@ -12,7 +12,7 @@ backup_s3_*) agree on them without an API call:
 
 Every policy names the one bucket (and, for a grant, the one prefix) by ARN; nothing here
 ever yields a wildcard bucket. Unit tested in tests/unit/test_filter_airlock_backup_s3.py,
-read back against moto in tests/aws/test_backup_bucket.py.
+read back against moto in tests/aws/test_evidence.py.
 """
 from __future__ import annotations
 

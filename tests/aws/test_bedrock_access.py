@@ -4,7 +4,7 @@ delta has a Bedrock entry (one model id, one inference profile ARN); epsilon has
 is provisioned while moto records every request, to prove that a setup without Bedrock
 (and without the evidence set and the backup bucket, whose instance profiles need IAM)
 makes no IAM (or STS) call at all. Both run with aws_enclave_evidence_enabled and
-aws_enclave_backup_bucket_enabled false; test_evidence.py and test_backup_bucket.py cover them. delta is then changed (other models), drifted by hand
+aws_enclave_backup_bucket_enabled false; test_evidence.py covers them. delta is then changed (other models), drifted by hand
 (endpoint policy back to AWS's full-access default, an extra inline and a managed policy on
 the role) and provisioned again, and finally torn down next to epsilon and a foreign role
 that only shares the naming scheme.
@@ -31,7 +31,7 @@ NOVA = "amazon.nova-pro-v1:0"
 ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
 BEDROCK_ENTRY = {"name": "bedrock", "bedrock": True, "region": REGION}
 # Without the evidence set and the backup bucket (their roles and policies are tested in
-# test_evidence.py and test_backup_bucket.py), so the server's role holds the Bedrock policy
+# test_evidence.py), so the server's role holds the Bedrock policy
 # alone and the proxy no profile at all.
 NO_EVIDENCE = {"airlock_aws_evidence_enabled": False, "airlock_aws_backup_s3_enabled": False}
 DELTA = {

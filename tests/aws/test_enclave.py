@@ -28,7 +28,7 @@ ALPHA = {
     # default (evidence on), so alpha's teardown runs beside an environment that has it.
     "airlock_aws_evidence_enabled": False,
     # Nor the backup bucket's S3 gateway endpoint and the instance profiles its grants need
-    # (test_backup_bucket.py); beta keeps that default too.
+    # (test_evidence.py); beta keeps that default too.
     "airlock_aws_backup_s3_enabled": False,
 }
 BETA = {"airlock_llm_endpoints": [{"name": "gateway", "cidrs": ["192.0.2.0/24"]}]}
