@@ -5,7 +5,9 @@ on its server (every attached volume is snapshotted, a loose volume is not). A s
 enclave "snapother" (instances made with boto3, tagged like the provisioning play tags
 them) and three foreign snapshots on snap's own volumes (untagged; snap's tags without
 the managed-by tag; another enclave's managed tags) prove that retention deletes only
-snap's own managed snapshots. Everything is read back with boto3. Both names are used by
+snap's own managed snapshots. snap is provisioned without the evidence set and the backup
+bucket (log groups, endpoints, roles), which snapshots do not touch and test_evidence.py
+covers: each costs module calls here and proves nothing more. Everything is read back with boto3. Both names are used by
 no other test file, so this module shares the worker's moto server without a reset.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import pytest
 
 ENV, OTHER = "snap", "snapother"
+SNAP = {"airlock_aws_evidence_enabled": False, "airlock_aws_backup_s3_enabled": False}
 RETENTION = 2
 RUNS = RETENTION + 2
 MANAGED = "airlock-ebs-snapshots"
@@ -57,7 +60,7 @@ def snapshot(ec2, volume_id, tag_list=None):
 @pytest.fixture(scope="module")
 def world(moto, playbook):
     """snap provisioned, its extra volumes, the other enclave and the foreign snapshots."""
-    run = playbook("aws_provision.yml", ENV)
+    run = playbook("aws_provision.yml", ENV, SNAP)
     assert run.rc == 0, run.output[-4000:]
     ec2 = moto.client()
     hosts = instances(ec2, ENV)
