@@ -59,8 +59,8 @@ stage_lint() { ruff check . && yamllint -s . && ansible-lint --offline; }
 # beside it need (measured in a whole run: roles 1938 s, and the Molecule scenarios, whose
 # longest, server_tier, starts last, fell behind the checks chain).
 stage_unit() { must_pass -q -rfE -p no:cacheprovider -n 2 tests/unit; }
-stage_roles() { must_pass -q -rfE -p no:cacheprovider tests/roles; }
-stage_aws() { must_pass -q -rfE -p no:cacheprovider -n 2 --dist loadfile tests/aws; }
+stage_roles() { must_pass -q -rfE -p no:cacheprovider --durations=15 tests/roles; }
+stage_aws() { must_pass -q -rfE -p no:cacheprovider --durations=15 -n 2 --dist loadfile tests/aws; }
 stage_host() { AIRLOCK_HOST_KERNEL_REQUIRED=1 must_pass -q -p no:cacheprovider -rfEs tests/host; }
 stage_e2e() { locked e2e must_pass -q -p no:cacheprovider -rfEs tests/e2e/test_lab.py; }
 # The lab over SSH, as AWS hosts are reached (inventories/lab-ssh): two converges, no lockout.
@@ -106,7 +106,18 @@ locked() { # name command...
   ( flock 9 || exit 1; "$@" ) 9>"/tmp/airlock-$name.lock"
 }
 
-all_scenarios() { for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done; }
+# Longest first (durations of a whole CI run: nginx_proxy with the mutants after it, then
+# server_tier), the others alphabetically: two slots then end closer together than in
+# alphabetical order, where the longest started last.
+LONGEST_SCENARIOS=(nginx_proxy server_tier package_relay)
+all_scenarios() {
+  local f s
+  for s in "${LONGEST_SCENARIOS[@]}"; do [ -f "molecule/$s/molecule.yml" ] && echo "$s"; done
+  for f in molecule/*/molecule.yml; do
+    s=$(basename "$(dirname "$f")")
+    [[ " ${LONGEST_SCENARIOS[*]} " == *" $s "* ]] || echo "$s"
+  done
+}
 
 # At most $JOBS scenarios at once. The slots count this function's own jobs only: a bare
 # `wait -n` also returns when another background stage of the caller ends (the real
