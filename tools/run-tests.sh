@@ -209,6 +209,20 @@ full=0
 if [ $# -eq 0 ]; then
   sample_cpu >reports/cpu.log 2>&1 &
   sampler=$!
+  # Priorities between the stages (below: the checks yield to the labs) need the kernel's
+  # autogroups off for the run: ansible-core starts each task's worker in a session of its
+  # own (os.setsid), and with autogroups on, every session is scheduled as one entity
+  # whatever its processes' nice values, so a niced check's modules still took an equal
+  # share. Switched off for the run and back on at its end; where that is not allowed, the
+  # labs wait for the checks, as before.
+  overlap=0
+  autogroup=/proc/sys/kernel/sched_autogroup_enabled
+  if [ ! -e "$autogroup" ] || [ "$(cat "$autogroup")" = 0 ]; then
+    overlap=1
+  elif echo 0 2>/dev/null >"$autogroup"; then
+    overlap=1
+    trap 'echo 1 >"$autogroup"' EXIT
+  fi
   # The checks one after another, beside the Molecule scenarios (JOBS at a time) and the real
   # server's image (at low priority); then the labs one after another, beside what is left of
   # the checks at priority 19 (below). A lab converge is a chain of short processes that waits
@@ -236,8 +250,13 @@ if [ $# -eq 0 ]; then
   # nice reaches what competes here: the checks are host processes in this session's
   # autogroup, beside the lab's controller (children inherit the priority); the lab's
   # containers are in Docker's cgroup, which Molecule's containers have left.
-  yield_cpu "$checks_pid"
-  wait "$IMAGE_BUILD_PID"
+  if [ "$overlap" = 1 ]; then
+    yield_cpu "$checks_pid"
+    wait "$IMAGE_BUILD_PID"
+  else
+    echo "[$(date +%T)] the kernel's autogroups are on and cannot be switched off here: the labs wait for the checks"
+    wait "$checks_pid" "$IMAGE_BUILD_PID"
+  fi
   for s in "${labs[@]}"; do run_stage "$s" "stage_$s"; done
   wait "$checks_pid"
   kill "$sampler" 2>/dev/null
