@@ -247,8 +247,8 @@ if [ $# -eq 0 ]; then
   # yield the CPU to them. A lab stage alone keeps one core of the two busy (reports/cpu.log of
   # a whole run: about 52% through e2e_real; its converge is a chain of short processes, its
   # tests mostly wait on containers), so run after the checks it left the other core idle.
-  # nice reaches what competes here: the checks are host processes in this session's
-  # autogroup, beside the lab's controller (children inherit the priority); the lab's
+  # nice reaches what competes here, with the autogroups off (above): the checks are host
+  # processes beside the lab's controller (children inherit the priority); the lab's
   # containers are in Docker's cgroup, which Molecule's containers have left.
   if [ "$overlap" = 1 ]; then
     yield_cpu "$checks_pid"
@@ -258,7 +258,7 @@ if [ $# -eq 0 ]; then
     wait "$checks_pid" "$IMAGE_BUILD_PID"
   fi
   for s in "${labs[@]}"; do run_stage "$s" "stage_$s"; done
-  wait "$checks_pid"
+  [ "$overlap" = 0 ] || wait "$checks_pid"
   kill "$sampler" 2>/dev/null
 else
   stage=$1; shift

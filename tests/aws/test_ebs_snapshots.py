@@ -7,8 +7,9 @@ them) and three foreign snapshots on snap's own volumes (untagged; snap's tags w
 the managed-by tag; another enclave's managed tags) prove that retention deletes only
 snap's own managed snapshots. snap is provisioned without the evidence set and the backup
 bucket (log groups, endpoints, roles), which snapshots do not touch and test_evidence.py
-covers: each costs module calls here and proves nothing more. Everything is read back with boto3. Both names are used by
-no other test file, so this module shares the worker's moto server without a reset.
+covers: each costs module calls here and proves nothing more. Everything is read back with
+boto3. Both names are used by no other test file, so this module shares the worker's moto
+server without a reset.
 """
 from __future__ import annotations
 
