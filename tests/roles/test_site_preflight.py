@@ -451,7 +451,7 @@ def test_the_aws_inventory_refuses_a_self_signed_certificate_until_acknowledged(
     res = ansible("ansible-playbook", inv, str(ROOT / "site.yml"), "--tags", "airlock_preflight", "--limit", "aws-proxy",
                   "-e", json.dumps(operator))
     out = res.stdout + res.stderr
-    assert "TASK [nginx_proxy : Check the TLS settings]" in out, out[-3000:]
+    assert "TASK [nginx_proxy : Check the login, TLS, routing and session settings]" in out, out[-3000:]
     assert recap(res.stdout) == {"aws-proxy": 0}, res.stdout[-2000:]
     if acknowledged:
         assert res.returncode == 0, out[-3000:]

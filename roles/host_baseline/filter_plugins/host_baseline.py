@@ -1,5 +1,11 @@
 """Filters of the host_baseline role.
 
+host_baseline_input_errors(inputs)
+    Every check argument specs cannot express; a list of messages, each starting with the
+    name of the offending variable (empty when valid). ``inputs`` holds the role's
+    variables without the ``host_baseline_`` prefix. Ports may arrive as strings of digits
+    (``-e host_baseline_ssh_port=2222``); a list variable must be a list (a string would be
+    read one character at a time).
 host_baseline_address_in(address, networks)
     True when the address lies in one of the networks (the lockout check).
 host_baseline_ufw_stale_rules(added, networks, ports, extra)
@@ -7,8 +13,96 @@ host_baseline_ufw_stale_rules(added, networks, ports, extra)
 """
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
+from pathlib import Path
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[3] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
+
+PREFIX = "host_baseline_"
+REBOOT_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]*$")
+EXTRA_RULE = "each entry needs a source address or CIDR (host bits zero) and a port number (1-65535)"
+
+
+def _int(value):
+    """An int (not a bool), or a string of digits as its number; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.match(r"^\s*[-+]?\d+\s*$", value):
+        return int(value)
+    return None
+
+
+def _list(value):
+    """The entries of a list; an empty string is an empty list; None for anything else."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [] if value == "" else None
+
+
+def _ufw_errors(inputs, ufw_on, errors):
+    cidrs = _list(inputs.get("ufw_authorized_cidrs"))
+    if cidrs is None:
+        errors.append(f"{PREFIX}ufw_authorized_cidrs must be a list of CIDRs (host bits must be zero); "
+                      f"got {inputs.get('ufw_authorized_cidrs')!r}")
+    elif not cidrs and ufw_on:
+        errors.append(f"{PREFIX}ufw_authorized_cidrs is empty: with UFW enabled nobody could reach SSH, 80 or 443. "
+                      f"List the authorized CIDRs or set {PREFIX}ufw_enabled false")
+    for value in cidrs or []:
+        if not checks.is_network(value):
+            errors.append(f"{PREFIX}ufw_authorized_cidrs: not a CIDR (host bits must be zero): {value}")
+    ports = _list(inputs.get("ufw_allowed_ports"))
+    if ports is None:
+        errors.append(f"{PREFIX}ufw_allowed_ports must be port numbers (1-65535); got {inputs.get('ufw_allowed_ports')!r}")
+    for port in ports or []:
+        if not checks.is_port(_int(port)):
+            errors.append(f"{PREFIX}ufw_allowed_ports must be port numbers (1-65535); got {port!r}")
+    rules = _list(inputs.get("ufw_extra_rules"))
+    if rules is None:
+        errors.append(f"{PREFIX}ufw_extra_rules must be a list of {{source, port}}: {EXTRA_RULE}")
+    for i, rule in enumerate(rules or []):
+        where = f"{PREFIX}ufw_extra_rules[{i}]"
+        if not isinstance(rule, dict):
+            errors.append(f"{where}: {EXTRA_RULE}; got {rule!r}")
+            continue
+        if not checks.is_network(rule.get("source")):
+            errors.append(f"{where}: source {rule.get('source')} is not an address or CIDR (host bits must be zero); {EXTRA_RULE}")
+        if not checks.is_port(_int(rule.get("port"))):
+            errors.append(f"{where}: port {rule.get('port')} is not a port number (1-65535); {EXTRA_RULE}")
+
+
+def host_baseline_input_errors(inputs):
+    errors = []
+    # The switches as the role's own conditions read them (any true value is on).
+    ufw_on, time_on = bool(inputs.get("ufw_enabled")), bool(inputs.get("time_sync_enabled"))
+    if not checks.is_port(_int(inputs.get("ssh_port"))):
+        errors.append(f"{PREFIX}ssh_port must be a port number (1-65535); got {inputs.get('ssh_port')!r}")
+    _ufw_errors(inputs, ufw_on, errors)
+    servers = _list(inputs.get("ntp_servers"))
+    if time_on and servers is None:
+        errors.append(f"{PREFIX}ntp_servers must be a list of servers; got {inputs.get('ntp_servers')!r}")
+    elif time_on and not servers:
+        errors.append(f"{PREFIX}ntp_servers is empty: time sync needs at least one server")
+    if not REBOOT_TIME.match(str(inputs.get("unattended_upgrades_reboot_time"))):
+        errors.append(f"{PREFIX}unattended_upgrades_reboot_time must be HH:MM (00:00 to 23:59, e.g. 03:30); "
+                      f"got {inputs.get('unattended_upgrades_reboot_time')!r}")
+    users = _list(inputs.get("ssh_allow_users"))
+    if users is None:
+        errors.append(f"{PREFIX}ssh_allow_users must be a list of user names; got {inputs.get('ssh_allow_users')!r}")
+    for user in users or []:
+        if not USER_NAME.match(str(user)):
+            errors.append(f"{PREFIX}ssh_allow_users: invalid user name {user!r} (a lower-case letter or _, then "
+                          "lower-case letters, digits, _ . or -)")
+    return errors
 
 
 def address_in(address, networks) -> bool:
@@ -57,4 +151,5 @@ def ufw_stale_rules(added, networks, ports, extra=None) -> list[dict]:
 
 class FilterModule:
     def filters(self):
-        return {"host_baseline_address_in": address_in, "host_baseline_ufw_stale_rules": ufw_stale_rules}
+        return {"host_baseline_input_errors": host_baseline_input_errors, "host_baseline_address_in": address_in,
+                "host_baseline_ufw_stale_rules": ufw_stale_rules}
