@@ -170,21 +170,23 @@ sample_cpu() {
   done
 }
 
-# After the table (what a CI page shows of a run is its end): for each failed stage, what
-# pytest said failed and the last assertion lines, or the log's last lines.
+# After the table (what a CI page shows of a run is its end): for each failed stage, the
+# lines that say what failed (Ansible's failed tasks, Molecule's errors, such as an
+# idempotence failure and its tasks, pytest's failed tests and assertion lines), then the
+# log's last lines. Ansible's "FAILED - RETRYING" lines are left out: a retried task that
+# then passed is not a failure, and those lines hid the one that was.
 failure_excerpts() {
   local f name log rc
   for f in reports/*.rc; do
     name=$(basename "$f" .rc); log="reports/$name.log"
     read -r rc _ <"$f"; [ "$rc" = 0 ] && continue
     echo; echo "--- $name failed; from $log:"
-    if grep -Eq '^(FAILED|ERROR) ' "$log" 2>/dev/null; then
-      grep -E 'fatal: \[|FAILED! =>' "$log" | head -n 3 | cut -c1-400
-      grep -E '^E  ' "$log" | grep -v 'fatal: \[' | tail -n 8 | cut -c1-300
-      grep -E '^(FAILED|ERROR) ' "$log" | head -n 5 | cut -c1-400
-    else
-      tail -n 12 "$log" 2>/dev/null | cut -c1-300
-    fi
+    [ -f "$log" ] || { echo "(no log)"; continue; }
+    grep -v -e 'FAILED - RETRYING' -e 'glob failed' "$log" \
+      | grep -E -A4 'fatal: \[|FAILED! =>|^(ERROR|CRITICAL) |^\* \[|^(FAILED|ERROR) tests|^E  ' \
+      | grep -v '^--$' | head -n 40 | cut -c1-400
+    echo "... last lines:"
+    tail -n 12 "$log" | cut -c1-300
   done
 }
 
