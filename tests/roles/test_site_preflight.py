@@ -88,6 +88,27 @@ def test_valid_input_passes_the_preflight_and_changes_nothing(tmp_path):
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     assert "PLAY [Preflight, server tier" in res.stdout and "PLAY [Proxy tier" in res.stdout
     assert changed(res.stdout) == {"preflight-proxy": 0, "preflight-server": 0, "preflight-server2": 0}, res.stdout[-2000:]
+    # The check alone was asked for: each tier play ends at its first task (the preflight
+    # plays checked every input), its roles' own copies of the checks do not run again.
+    tier_plays = res.stdout[res.stdout.index("PLAY [Proxy tier"):res.stdout.index("PLAY RECAP")]
+    assert re.findall(r"^TASK \[(.*?)\]", tier_plays, re.M) == ["End the tier play, the preflight having checked every input"] * 2, tier_plays[-3000:]
+
+
+@pytest.mark.parametrize("tags,ends", [(["airlock_preflight"], True), ([], False), (["nginx_proxy"], False),
+                                       (["airlock_preflight", "nginx_proxy"], False), (["proxy_tier"], False)])
+def test_a_tier_play_ends_after_the_preflight_only_when_the_check_alone_was_asked_for(tmp_path, tags, ends):
+    """The tier plays' first task (playbooks/tasks/preflight_only.yml) ends the play for
+    `--tags airlock_preflight` and for nothing else: with no tags, or with a role's or a
+    tier's tag beside it, the roles run (the control: the task after it, tagged always as a
+    role's checks are, runs)."""
+    playbook = tmp_path / "pb.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "preflight_only.yml")},
+        {"name": "The roles' tasks", "ansible.builtin.debug": {"msg": "went on"}, "tags": ["always"]}]}]))
+    args = ["--tags", ",".join(tags)] if tags else []
+    res = ansible("ansible-playbook", Path("localhost,"), "-c", "local", *args, str(playbook))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert ("went on" not in res.stdout) == ends, res.stdout
 
 
 @pytest.mark.parametrize("extra,variable", [
