@@ -113,12 +113,17 @@ def render(role: Path) -> str:
     return "\n".join(lines)
 
 
+CHECK_FILES = ("set_vars.yml", "assert.yml", "lockout.yml")
+
+
 def tags_table(role: Path) -> list[str]:
     """The sub-tags of tasks/main.yml (imports tagged other than the role's own tag and
-    `always`): what each runs, and the switch that turns that part off, if any."""
+    `always`): what each runs, and the switch that turns that part off, if any. The OS values
+    and input checks (set_vars.yml, assert.yml, a lockout guard) carry every tag of the role
+    and run with each: they are said once, not listed under every tag."""
     rows: dict[str, list[tuple[str, str]]] = {}
     for entry in load_yaml(role / "tasks" / "main.yml") or []:
-        if "ansible.builtin.import_tasks" not in entry:
+        if entry.get("ansible.builtin.import_tasks") in (None, *CHECK_FILES):
             continue
         when = entry.get("when")
         when = " and ".join(when) if isinstance(when, list) else (when or "")
@@ -127,7 +132,12 @@ def tags_table(role: Path) -> list[str]:
                 rows.setdefault(tag, []).append((entry.get("name", entry["ansible.builtin.import_tasks"]), when))
     if not rows:
         return []
-    lines = ["", f"Tags: `--tags {role.name}` runs the whole role (the input checks always run); each of these runs a part.",
+    entries = load_yaml(role / "tasks" / "main.yml") or []
+    checks_always = any("always" in (e.get("tags") or []) for e in entries
+                        if e.get("ansible.builtin.import_tasks") in CHECK_FILES)
+    checks = ("the input checks run with any tag" if checks_always else
+              "the OS values and the input checks run with each of them, and with no other role's tags")
+    lines = ["", f"Tags: `--tags {role.name}` runs the whole role; each of these runs a part ({checks}).",
              "", "| Tag | Runs | Only when |", "|---|---|---|"]
     for tag, parts in rows.items():
         runs = "; ".join(_cell(name) for name, _ in parts)

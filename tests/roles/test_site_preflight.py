@@ -94,6 +94,31 @@ def test_valid_input_passes_the_preflight_and_changes_nothing(tmp_path):
     assert re.findall(r"^TASK \[(.*?)\]", tier_plays, re.M) == ["End the tier play, the preflight having checked every input"] * 2, tier_plays[-3000:]
 
 
+def preflight_plays(tmp_path: Path) -> Path:
+    """site.yml's preflight plays alone (its first two), as a playbook of their own: a run
+    with a role's tag then checks, and never configures this machine whatever it lets through."""
+    plays = yaml.safe_load((ROOT / "site.yml").read_text())
+    assert all(p["name"].startswith("Preflight") for p in plays[:2]), [p["name"] for p in plays]
+    path = tmp_path / "preflight.yml"  # roles and plugins come from ansible.cfg's paths
+    path.write_text(yaml.safe_dump(plays[:2], sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("tags,refused", [("fail2ban", False), ("nginx_proxy,host_baseline", False),
+                                          ("egress_firewall", True), ("egress_firewall_ruleset", True),
+                                          ("server_tier", True), ("airlock_preflight", True)])
+def test_a_drift_fix_checks_the_roles_its_tags_select(tmp_path, tags, refused):
+    """A bad egress firewall value (an NTP server that is not an address) is refused by a run
+    whose tags select the egress firewall (its tag, a sub-tag, its tier, the check alone: the
+    controls), and not by a drift fix of proxy roles, which does not run the firewall."""
+    res = ansible("ansible-playbook", inventory(tmp_path, {"airlock_ntp_servers": ["time.example.org"]}),
+                  str(preflight_plays(tmp_path)), "--tags", tags)
+    out = res.stdout + res.stderr
+    assert (res.returncode != 0) == refused, out[-3000:]
+    assert ("egress_firewall_ntp_servers" in out) == refused, out[-3000:]
+    assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
+
+
 @pytest.mark.parametrize("tags,ends", [(["airlock_preflight"], True), ([], False), (["nginx_proxy"], False),
                                        (["airlock_preflight", "nginx_proxy"], False), (["proxy_tier"], False)])
 def test_a_tier_play_ends_after_the_preflight_only_when_the_check_alone_was_asked_for(tmp_path, tags, ends):

@@ -3,8 +3,10 @@
 - Each tier's list of roles (vars/main.yml: the preflight and the tag selection use it) is
   the list its tasks/main.yml imports, in the same order, and every role has its checks in
   the preflight, validated against its main entry point's argument specs.
-- `--tags <role>` through site.yml selects that role's tasks and no other role's (besides
-  the always-tagged checks and window tasks), also for a role's own sub-tag.
+- `--tags <role>` through site.yml selects that role's tasks and no other role's, its own
+  checks included and other roles' checks left out (besides Ansible's argument spec
+  validation and the tier's window tasks), also for a role's own sub-tag; the preflight
+  checks the roles the run's tags select.
 - The server tier's maintenance window opens for its own tags only: a run limited to the
   proxy tier's tags leaves the server's firewall alone.
 """
@@ -107,12 +109,63 @@ def test_a_role_tag_selects_that_role_alone(tag, role, tier):
     selected = [(r, t) for r, t, tags in rows if "always" not in tags]
     assert selected, f"--tags {tag} lists no task of {role}"
     assert {r for r, _ in selected} <= {role, ""}, f"--tags {tag} selects other roles: {selected}"
+    # Nor do other roles' checks and OS values run: each role's own checks carry its tags,
+    # not `always`. What stays is play- and tier-level (the preflight, the window) and the
+    # argument spec validation Ansible itself adds to every imported role, tagged always.
+    others = {r for r, t, _ in rows if not t.startswith("Validating arguments against arg spec")}
+    assert others <= {role, "", "proxy_tier", "server_tier"}, \
+        f"--tags {tag} runs other roles' tasks: {sorted(others - {role, '', 'proxy_tier', 'server_tier'})}"
+    # The role's own OS values and checks are there, for its sub-tags too.
+    names = {t for r, t, _ in rows if r == role}
+    assert any(n.startswith(("Validate", "Check", "Refuse")) for n in names), f"--tags {tag}: no check of {role}: {names}"
     # Every task of the role's own files under that tag is there (not an include and none of its tasks).
     if tag == "auditd_rules":
         names = [t["name"] for t in yaml.safe_load((ROOT / "roles/auditd/tasks/rules.yml").read_text())]
         assert all(any(t == n for r, t in selected if r == role) for n in names), selected
     else:
         assert all(tier in tags for r, _, tags in rows if r == role), f"{role}'s tasks lack the tier tag {tier}"
+
+
+def test_each_roles_checks_carry_the_role_tag_and_every_sub_tag():
+    """A role's OS values and input checks (the tasks before any change) run for its tag and
+    each of its sub-tags, and for no other role's tags: tagged with all of them, never `always`
+    (which ran every role's checks in a drift fix of one role)."""
+    for main in sorted(ROOT.glob("roles/*/tasks/main.yml")):
+        role = main.parent.parent.name
+        if role in ("aws_enclave", "proxy_tier", "server_tier"):
+            continue
+        entries = yaml.safe_load(main.read_text())
+        own = {t for e in entries for t in e.get("tags", [])}
+        assert "always" not in own, f"{role}: a task of main.yml is tagged always"
+        first = [e for e in entries if e.get("ansible.builtin.import_tasks") in ("set_vars.yml", "assert.yml", "lockout.yml")]
+        assert first, f"{role}: no set_vars/assert import"
+        for entry in first:
+            assert set(entry["tags"]) == own, f"{role}: {entry['name']} is tagged {entry['tags']}, not {sorted(own)}"
+
+
+@pytest.mark.parametrize("tier,tags,checked", [
+    ("proxy_tier", [], "all"), ("proxy_tier", ["airlock_preflight"], "all"), ("proxy_tier", ["proxy_tier"], "all"),
+    ("proxy_tier", ["nginx_proxy"], ["nginx_proxy"]), ("proxy_tier", ["nginx_proxy_tls", "auditd_rules"], ["nginx_proxy", "auditd"]),
+    ("proxy_tier", ["egress_firewall"], []), ("proxy_tier", ["server_tier"], []),
+    ("server_tier", [], "all"), ("server_tier", ["server_tier"], "all"), ("server_tier", ["egress_firewall_ruleset"], ["egress_firewall"]),
+    ("server_tier", ["nginx_proxy", "fail2ban"], []), ("server_tier", ["host_baseline"], ["host_baseline"]),
+    ("server_tier", ["airlock_preflight", "nginx_proxy"], "all")])
+def test_the_preflight_checks_the_roles_the_runs_tags_select(tmp_path, tier, tags, checked):
+    """__<tier>_checked_roles, which the preflight's loop uses: every enabled role for a whole
+    run, the tier's tag or the check alone; else the roles the tags name, by tag or sub-tag."""
+    playbook = tmp_path / "pb.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"ansible.builtin.include_vars": str(ROOT / "roles" / tier / "vars" / "main.yml"), "tags": ["always"]},
+        {"ansible.builtin.debug": {"msg": f"checked={{{{ __{tier}_checked_roles | join(',') }}}};"}, "tags": ["always"],
+         "vars": {"server_tier_dns_resolver": True, "proxy_tier_package_relay": True}}]}]))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    args = ["--tags", ",".join(tags)] if tags else []
+    out = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", *args, str(playbook)],
+                         capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    shown = [r for r in re.search(r"checked=([\w,]*);", out.stdout).group(1).split(",") if r]
+    expected = tier_vars(tier)[f"__{tier}_roles"] if checked == "all" else checked
+    assert sorted(shown) == sorted(expected), out.stdout
 
 
 @pytest.mark.parametrize("tags,selected", [
