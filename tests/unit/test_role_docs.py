@@ -102,3 +102,29 @@ def test_defaults_match_the_argument_specs(role):
             continue
         value = defaults[name]
         assert option["default"] == value, f"{name}: spec default {option['default']!r} != defaults/main.yml {value!r}"
+
+
+def _shared_descriptions(role):
+    """{entry point: [[option, ...], ...]}: the options of one entry point whose descriptions
+    are the same text once whitespace is normalised."""
+    shared = {}
+    for entry, spec in role_docs.role_specs(role).items():
+        by_text = {}
+        for name, option in (spec.get("options") or {}).items():
+            text = option.get("description", "")
+            text = " ".join(text) if isinstance(text, list) else str(text)
+            by_text.setdefault(" ".join(text.split()), []).append(name)
+        groups = [names for names in by_text.values() if len(names) > 1]
+        if groups:
+            shared[entry] = groups
+    return shared
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_no_two_options_share_a_description(role):
+    """Each option says what it alone does: a description copied onto a neighbour (one text for a
+    size and a count, or for a switch and its source) tells the reader nothing about either.
+    Within one entry point only; an entry point with main's options (a YAML alias) is compared
+    with itself, not with main."""
+    shared = _shared_descriptions(role)
+    assert not shared, f"options with the same description (copied from a neighbour), per entry point: {shared}"
