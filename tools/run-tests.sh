@@ -183,7 +183,7 @@ failure_excerpts() {
     echo; echo "--- $name failed; from $log:"
     [ -f "$log" ] || { echo "(no log)"; continue; }
     grep -v -e 'FAILED - RETRYING' -e 'glob failed' "$log" \
-      | grep -E -A4 'fatal: \[|^failed: \[|\[ERROR\]|FAILED! =>|^(ERROR|CRITICAL) |^\* \[|^(FAILED|ERROR) tests|^E  ' \
+      | grep -E -A4 '^INTERNALERROR>|^Traceback |fatal: \[|^failed: \[|\[ERROR\]|FAILED! =>|^(ERROR|CRITICAL) |^\* \[|^(FAILED|ERROR) tests|^E  ' \
       | grep -v '^--$' | head -n 40 | cut -c1-400
     echo "... last lines:"
     tail -n 12 "$log" | cut -c1-300
