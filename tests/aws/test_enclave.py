@@ -1,28 +1,54 @@
-"""The AWS tier against moto: converge, idempotence, exact read-back, inventory, teardown.
+"""The AWS tier against moto: converge, idempotence, exact read-back, inventory, Bedrock
+access, teardown.
 
-One module-scoped converge of two environments (alpha with every kind of LLM endpoint,
-beta with defaults) is shared by the read-back tests; the teardown tests come last in
-this file and remove alpha, proving beta and an untagged VPC survive.
+epsilon (no Bedrock, no evidence set, no backup bucket) is provisioned first and alone while
+moto records every request, to prove that such a setup makes no IAM (or STS) call at all.
+Then one module-scoped converge of two more environments (alpha with every kind of LLM
+endpoint, Bedrock included, and without the evidence set and the backup bucket, which
+test_evidence.py covers; beta with defaults) is shared by the read-back tests: the network,
+the inventory, and Bedrock's IAM role, instance profile and endpoint policy on alpha. alpha
+is then changed (other models), drifted by hand (endpoint policy back to AWS's full-access
+default, an extra inline and a managed policy on the role) and provisioned again. The
+teardown tests come last and remove alpha, proving beta, epsilon, an untagged VPC and a
+foreign role that only shares the naming scheme survive.
+
+moto keeps VPC endpoint policies (CreateVpcEndpoint and ModifyVpcEndpoint store the
+document, DescribeVpcEndpoints returns it), so the endpoint policy is read back as it was
+sent. moto does not evaluate IAM or endpoint policies: that the gateway can sign and
+invoke, and that another account is refused, is AWS's part and not tested here.
 """
 from __future__ import annotations
 
+import base64
 import json
+import re
 import shutil
 import subprocess
+from urllib.parse import parse_qs
 
 import pytest
 import yaml
 from conftest import BIN, ROOT, base_env
 
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's account
+SONNET = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+PROFILE_ARN = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:inference-profile/us.anthropic.claude-3-7-sonnet-20250219-v1:0"
+NOVA = "amazon.nova-pro-v1:0"
+ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+# Without the evidence set and the backup bucket (their roles and policies are tested in
+# test_evidence.py), so the server's role holds the Bedrock policy alone and the proxy no
+# profile at all.
+NO_EVIDENCE = {"airlock_aws_evidence_enabled": False, "airlock_aws_backup_s3_enabled": False}
 ALPHA = {
     "airlock_authorized_cidrs": ["203.0.113.0/24", "198.51.100.7/32"],
     "airlock_llm_endpoints": [
         {"name": "openai", "hosts": ["api.openai.com"], "port": 443},
         {"name": "gateway", "cidrs": ["192.0.2.0/24"], "port": 8443},
-        {"name": "bedrock", "bedrock": True, "region": "us-east-1"},
+        {"name": "bedrock", "bedrock": True, "region": REGION},
     ],
-    # Required with a Bedrock entry; the IAM side is tested in test_bedrock_access.py.
-    "airlock_aws_bedrock_models": ["anthropic.claude-3-5-sonnet-20240620-v1:0"],
+    # Required with a Bedrock entry: a model id and an inference profile ARN.
+    "airlock_aws_bedrock_models": [SONNET, PROFILE_ARN],
     # The exact rule tables below are those without the evidence set (logs endpoint, its
     # group and 443 across the subnets): test_evidence.py reads those back. beta keeps the
     # default (evidence on), so alpha's teardown runs beside an environment that has it.
@@ -31,17 +57,39 @@ ALPHA = {
     # (test_evidence.py); beta keeps that default too.
     "airlock_aws_backup_s3_enabled": False,
 }
+ALPHA_CHANGED = {**ALPHA, "airlock_aws_bedrock_models": [NOVA]}
 BETA = {"airlock_llm_endpoints": [{"name": "gateway", "cidrs": ["192.0.2.0/24"]}]}
+EPSILON = {"airlock_llm_endpoints": [{"name": "gateway", "cidrs": ["192.0.2.0/24"]}], **NO_EVIDENCE}
+ROLE = f"airlock-alpha-{REGION}-server"
+FOREIGN_ROLE = f"airlock-zeta-{REGION}-server"
 WORLD = "0.0.0.0/0"
 RESOLVER = "10.0.0.2/32"
 TIME = "169.254.169.123/32"
 EPH = (1024, 65535)
 
 
+def services_called(requests):
+    """{service: {actions}} of moto's recorded requests (service from the SigV4 scope)."""
+    out: dict[str, set] = {}
+    for req in requests:
+        scope = re.search(r"/([a-z0-9-]+)/aws4_request", (req.get("headers") or {}).get("Authorization", ""))
+        body = req.get("body") or ""
+        if req.get("body_encoded"):
+            body = base64.b64decode(body).decode(errors="replace")
+        action = parse_qs(body).get("Action", ["?"])[0]
+        out.setdefault(scope.group(1) if scope else "?", set()).add(action)
+    return out
+
+
 @pytest.fixture(scope="module")
 def converged(moto, playbook):
-    """alpha and beta provisioned side by side, then alpha provisioned a second time."""
+    """epsilon provisioned alone while moto records, then alpha and beta side by side, then
+    alpha a second time."""
     moto.reset()
+    moto.start_recording()
+    epsilon = playbook("aws_provision.yml", "epsilon", EPSILON)
+    epsilon_calls = services_called(moto.recorded_requests())
+    assert epsilon.rc == 0, epsilon.output[-4000:]
     alpha = playbook.start("aws_provision.yml", "alpha", ALPHA)
     beta = playbook.start("aws_provision.yml", "beta", BETA)
     first, beta_run = playbook.wait(alpha), playbook.wait(beta)
@@ -49,7 +97,7 @@ def converged(moto, playbook):
     assert beta_run.rc == 0, beta_run.output[-4000:]
     second = playbook("aws_provision.yml", "alpha", ALPHA)
     assert second.rc == 0, second.output[-4000:]
-    return {"first": first, "second": second}
+    return {"first": first, "second": second, "epsilon": epsilon, "epsilon_calls": epsilon_calls}
 
 
 @pytest.fixture(scope="module")
@@ -360,6 +408,163 @@ def test_inventory_connection_settings(rendered_inventory, alpha):
     ]
 
 
+# --- Bedrock: without it, no IAM at all -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def iam(moto, converged):
+    return moto.client("iam")
+
+
+def instances(ec2, env):
+    reservations = ec2.describe_instances(Filters=[
+        {"Name": "tag:environment", "Values": [env]},
+        {"Name": "instance-state-name", "Values": ["pending", "running"]},
+    ])["Reservations"]
+    return {tags(i)["Name"]: i for r in reservations for i in r["Instances"]}
+
+
+def live_endpoints(ec2, env):
+    return [e for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]
+            if tags(e).get("environment") == env and e["State"].lower() not in ("deleted", "deleting")]
+
+
+def arn(model):
+    return model if model.startswith("arn:") else f"arn:aws:bedrock:{REGION}::foundation-model/{model}"
+
+
+def inline_policy(iam, name="bedrock-invoke"):
+    doc = iam.get_role_policy(RoleName=ROLE, PolicyName=name)["PolicyDocument"]
+    return json.loads(doc) if isinstance(doc, str) else doc
+
+
+def endpoint_policy(endpoint):
+    return json.loads(endpoint["PolicyDocument"])
+
+
+def test_without_bedrock_no_iam_call_is_made(converged):
+    """Not even a read: a deployer without any IAM permission can provision this setup
+    (without Bedrock and with the evidence set switched off).
+    (STS GetCallerIdentity is made anyway: amazon.aws.ec2_security_group looks up the
+    account for group references; it needs no permission.)"""
+    calls = converged["epsilon_calls"]
+    assert "ec2" in calls, "the recording saw nothing: this test would prove nothing"
+    assert "iam" not in calls, f"IAM calls without Bedrock: {calls.get('iam')}"
+    assert calls.get("sts", set()) <= {"GetCallerIdentity"}
+
+
+def test_without_bedrock_no_role_profile_or_instance_profile(iam, ec2):
+    assert not [r for r in iam.list_roles()["Roles"] if "epsilon" in r["RoleName"]]
+    assert not [p for p in iam.list_instance_profiles()["InstanceProfiles"] if "epsilon" in p["InstanceProfileName"]]
+    assert set(instances(ec2, "epsilon")) == {"airlock-epsilon-proxy", "airlock-epsilon-openhands"}
+    for inst in instances(ec2, "epsilon").values():
+        assert "IamInstanceProfile" not in inst
+
+
+# --- Bedrock on alpha: the server's role, its instance profile, the endpoint policy ------------
+
+
+def test_role_trusts_ec2_only(iam):
+    role = iam.get_role(RoleName=ROLE)["Role"]
+    assert role["Path"] == "/airlock/"
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    assert trust == {"Version": "2012-10-17", "Statement": [{
+        "Sid": "Ec2AssumeRole", "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]}
+    assert tags(role) == {"Name": ROLE, "project": "airlock", "environment": "alpha", "tier": "openhands",
+                          "region": REGION}
+
+
+def test_role_has_exactly_the_invoke_policy(iam):
+    assert iam.list_role_policies(RoleName=ROLE)["PolicyNames"] == ["bedrock-invoke"]
+    assert iam.list_attached_role_policies(RoleName=ROLE)["AttachedPolicies"] == []
+    (statement,) = inline_policy(iam)["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == ACTIONS
+    assert sorted(statement["Resource"]) == sorted([arn(SONNET), PROFILE_ARN])
+    assert set(statement) == {"Sid", "Effect", "Action", "Resource"}, "no condition, principal or NotAction"
+
+
+def test_instance_profile_holds_the_role(iam):
+    profile = iam.get_instance_profile(InstanceProfileName=ROLE)["InstanceProfile"]
+    assert profile["Path"] == "/airlock/"
+    assert [r["RoleName"] for r in profile["Roles"]] == [ROLE]
+    assert tags(profile)["environment"] == "alpha"
+
+
+def test_only_the_server_has_the_profile(iam, ec2):
+    profile = iam.get_instance_profile(InstanceProfileName=ROLE)["InstanceProfile"]
+    hosts = instances(ec2, "alpha")
+    assert set(hosts) == {"airlock-alpha-proxy", "airlock-alpha-openhands"}
+    assert hosts["airlock-alpha-openhands"]["IamInstanceProfile"]["Arn"] == profile["Arn"]
+    assert "IamInstanceProfile" not in hosts["airlock-alpha-proxy"]
+    # IMDSv2 with hop limit 1 keeps these credentials away from containers.
+    assert hosts["airlock-alpha-openhands"]["MetadataOptions"]["HttpTokens"] == "required"
+    assert hosts["airlock-alpha-openhands"]["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+
+
+def test_endpoint_policy_limits_to_this_account_and_the_models(ec2):
+    (endpoint,) = live_endpoints(ec2, "alpha")
+    assert endpoint["ServiceName"] == f"com.amazonaws.{REGION}.bedrock-runtime"
+    policy = endpoint_policy(endpoint)
+    (statement,) = policy["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == "*"
+    assert sorted(statement["Action"]) == ACTIONS
+    assert sorted(statement["Resource"]) == sorted([arn(SONNET), PROFILE_ARN])
+    assert statement["Condition"] == {"StringEquals": {"aws:PrincipalAccount": ACCOUNT}}
+
+
+# --- Bedrock changes and drift (after every read-back of alpha above) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def changed(moto, playbook, iam, ec2, alpha):
+    """Other models, then drift made by hand, each followed by a run and a rerun (after the
+    tests above, in file order, read alpha back as the converge left it)."""
+    models = playbook("aws_provision.yml", "alpha", ALPHA_CHANGED)
+    models_again = playbook("aws_provision.yml", "alpha", ALPHA_CHANGED)
+    after_models = {"inline": inline_policy(iam), "endpoint": endpoint_policy(live_endpoints(ec2, "alpha")[0])}
+
+    (endpoint,) = live_endpoints(ec2, "alpha")
+    # AWS's default: full access for anyone (moto ignores ResetPolicy, so it is written out).
+    full_access = {"Statement": [{"Action": "*", "Effect": "Allow", "Principal": "*", "Resource": "*"}]}
+    ec2.modify_vpc_endpoint(VpcEndpointId=endpoint["VpcEndpointId"], PolicyDocument=json.dumps(full_access))
+    default_policy = endpoint_policy(live_endpoints(ec2, "alpha")[0])
+    iam.put_role_policy(RoleName=ROLE, PolicyName="extra",
+                        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    managed = iam.create_policy(PolicyName="airlock-test-extra", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}]}))
+    iam.attach_role_policy(RoleName=ROLE, PolicyArn=managed["Policy"]["Arn"])
+    repair = playbook("aws_provision.yml", "alpha", ALPHA_CHANGED)
+    repair_again = playbook("aws_provision.yml", "alpha", ALPHA_CHANGED)
+    return {"models": models, "models_again": models_again, "after_models": after_models,
+            "default_policy": default_policy, "repair": repair, "repair_again": repair_again}
+
+
+def test_changed_models_update_both_policies(changed):
+    assert changed["models"].rc == 0, changed["models"].output[-4000:]
+    assert changed["models"].recap["changed"] == 2, "the inline policy and the endpoint policy"
+    assert changed["models_again"].recap["changed"] == 0, changed["models_again"].output[-4000:]
+    for doc in changed["after_models"].values():
+        (statement,) = doc["Statement"]
+        assert statement["Resource"] in ([arn(NOVA)], arn(NOVA))
+
+
+def test_drift_is_repaired(changed, iam, ec2):
+    assert "Condition" not in changed["default_policy"]["Statement"][0], "the drift was applied"
+    assert changed["repair"].rc == 0, changed["repair"].output[-4000:]
+    assert changed["repair"].recap["changed"] > 0
+    assert changed["repair_again"].recap["changed"] == 0, changed["repair_again"].output[-4000:]
+    assert iam.list_role_policies(RoleName=ROLE)["PolicyNames"] == ["bedrock-invoke"]
+    assert iam.list_attached_role_policies(RoleName=ROLE)["AttachedPolicies"] == []
+    (statement,) = endpoint_policy(live_endpoints(ec2, "alpha")[0])["Statement"]
+    assert statement["Condition"] == {"StringEquals": {"aws:PrincipalAccount": ACCOUNT}}
+    assert statement["Resource"] in ([arn(NOVA)], arn(NOVA))
+
+
 # --- Teardown (last: it removes alpha) ----------------------------------------------------
 
 
@@ -388,24 +593,41 @@ def snapshot(ec2, env):
 
 
 @pytest.fixture(scope="module")
-def torn_down(ec2, alpha, playbook):
+def torn_down(ec2, iam, alpha, changed, playbook):
     untagged = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    beta_before = snapshot(ec2, "beta")
+    iam.create_role(RoleName=FOREIGN_ROLE, Path="/airlock/",
+                    AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    beta_before, epsilon_before = snapshot(ec2, "beta"), snapshot(ec2, "epsilon")
     first = playbook("teardown.yml", "alpha")
     second = playbook("teardown.yml", "alpha")
-    return {"first": first, "second": second, "untagged": untagged, "beta_before": beta_before}
+    zeta = playbook("teardown.yml", "zeta")
+    return {"first": first, "second": second, "zeta": zeta, "untagged": untagged, "beta_before": beta_before,
+            "epsilon_before": epsilon_before}
 
 
-def test_teardown_removes_every_alpha_resource(ec2, torn_down):
+def test_teardown_removes_every_alpha_resource(ec2, iam, torn_down):
     assert torn_down["first"].rc == 0, torn_down["first"].output[-4000:]
     assert snapshot(ec2, "alpha") == set()
     assert not by_env(ec2.describe_addresses()["Addresses"], "alpha")
     assert not ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": ["airlock-alpha"]}])["KeyPairs"]
+    # Bedrock's role and instance profile too (the hand-attached policies did not keep them).
+    assert ROLE not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+    assert ROLE not in [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]]
+    assert live_endpoints(ec2, "alpha") == []
 
 
 def test_teardown_twice_is_fine(torn_down):
     assert torn_down["second"].rc == 0, torn_down["second"].output[-4000:]
     assert torn_down["second"].recap["changed"] == 0
+
+
+def test_teardown_leaves_untagged_role_and_other_environment(torn_down, iam, ec2):
+    """zeta's teardown finds a role with its name but without its tags: it stays."""
+    assert torn_down["zeta"].rc == 0, torn_down["zeta"].output[-4000:]
+    assert torn_down["zeta"].recap["changed"] == 0
+    assert iam.get_role(RoleName=FOREIGN_ROLE)["Role"]["RoleName"] == FOREIGN_ROLE
+    assert snapshot(ec2, "epsilon") == torn_down["epsilon_before"]
+    assert set(instances(ec2, "epsilon")) == {"airlock-epsilon-proxy", "airlock-epsilon-openhands"}
 
 
 def test_teardown_leaves_other_environment_and_untagged_alone(ec2, torn_down):
