@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, ROOT, base_env
+
+from helpers.moto_server import BIN, base_env
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ALPHA = {
     "airlock_authorized_cidrs": ["203.0.113.0/24", "198.51.100.7/32"],
