@@ -7,7 +7,6 @@ and dummy credentials, with the user's AWS config files hidden.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,12 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers.moto_server import BIN, MotoServer, base_env
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from helpers.moto_server import MotoServer  # noqa: E402
-
-BIN = Path(sys.executable).parent
 RECAP = re.compile(r"^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 # moto ships Ubuntu images under Canonical's owner id, but no 22.04 one.
 MOTO_AMI_FILTER = "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-*"
@@ -67,19 +63,6 @@ def local_inventory(tmp_path_factory) -> Path:
         f"      ansible_python_interpreter: {sys.executable}\n"
     )
     return inv
-
-
-def base_env(moto: MotoServer, environment: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRLOCK_"))}
-    env.update(moto.env())
-    env.update(
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_NOCOLOR="1",
-        AIRLOCK_ENVIRONMENT=environment,
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return env
 
 
 @pytest.fixture(scope="session")

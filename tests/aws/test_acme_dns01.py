@@ -22,7 +22,6 @@ import shlex
 import socket
 import ssl
 import subprocess
-import sys
 import textwrap
 import time
 from dataclasses import dataclass
@@ -30,12 +29,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+from helpers.acme_pebble import Pebble, Route53Dns
+from helpers.moto_server import BIN, base_env, free_port
 
-from conftest import BIN, base_env  # noqa: E402
-from helpers.acme_pebble import Pebble, Route53Dns  # noqa: E402
-from helpers.moto_server import free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 IMAGE = "airlock/debian:12"
 NAME = "proxy.airlock.test"

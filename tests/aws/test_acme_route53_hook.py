@@ -11,12 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers.moto_server import base_env, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from conftest import base_env  # noqa: E402
-from helpers.moto_server import free_port  # noqa: E402
-
 HOOK = ROOT / "roles" / "nginx_proxy" / "files" / "airlock-acme-route53"
 
 

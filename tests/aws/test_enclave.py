@@ -24,11 +24,15 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 import yaml
-from conftest import BIN, ROOT, base_env
+
+from helpers.moto_server import BIN, base_env
+
+ROOT = Path(__file__).resolve().parents[2]
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account

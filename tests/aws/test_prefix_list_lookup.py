@@ -30,9 +30,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import importlib.util
-
 import pytest
+
+from helpers.modules import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -86,11 +86,7 @@ def inventory(tmp_path) -> Path:
 
 def firewall_checks():
     """The egress firewall role's filter plugin (its input checks)."""
-    spec = importlib.util.spec_from_file_location(
-        "egress_firewall_filters", ROOT / "roles" / "egress_firewall" / "filter_plugins" / "egress_firewall.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "roles" / "egress_firewall" / "filter_plugins" / "egress_firewall.py", "egress_firewall_filters")
 
 
 LOOKUP = "lookup('airlock_aws_prefix_list', '{name}', region='{region}', endpoint_url=lookup('env', 'AWS_URL'))"

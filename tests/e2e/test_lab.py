@@ -11,15 +11,14 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from helpers.modules import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools" / "realserver"))
-import ohapi  # noqa: E402
-import proxyurls  # noqa: E402
+ohapi = load_module(ROOT / "tools" / "realserver" / "ohapi.py")
+proxyurls = load_module(ROOT / "tools" / "realserver" / "proxyurls.py")
 # The test builds a lab of its own beside any lab the user has running: its own name,
 # addresses and published ports (inventories/lab/group_vars/all/lab.yml reads these).
 LAB = {"AIRLOCK_LAB_NAME": "e2e", "AIRLOCK_LAB_NET": "10.214",

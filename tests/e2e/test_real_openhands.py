@@ -34,19 +34,17 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools" / "realserver"))
-import ohapi  # noqa: E402
-import proxyurls  # noqa: E402
+import hostile_agent  # this directory's module: pytest puts a test's directory on sys.path
+from helpers.modules import load_module
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import hostile_agent  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+ohapi = load_module(ROOT / "tools" / "realserver" / "ohapi.py")
+proxyurls = load_module(ROOT / "tools" / "realserver" / "proxyurls.py")
 
 EXISTING = os.environ.get("AIRLOCK_REAL_OPENHANDS_LAB") == "existing"
 if EXISTING:

@@ -17,6 +17,9 @@ import urllib.request
 from pathlib import Path
 
 LAUNCHER = Path(__file__).with_name("moto_launcher.py")
+ROOT = Path(__file__).resolve().parents[2]
+# The bin directory of the Python running the tests (ansible-playbook, ansible, ...).
+BIN = Path(sys.executable).parent
 REGION = "us-east-1"
 
 
@@ -111,3 +114,19 @@ class MotoServer:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+
+
+def base_env(moto: MotoServer, environment: str) -> dict[str, str]:
+    """The environment of an Ansible command run against `moto` for one airlock environment:
+    no AWS_*/AIRLOCK_* variable of the caller's, the server's, the project's ansible.cfg,
+    plain output, and BIN first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRLOCK_"))}
+    env.update(moto.env())
+    env.update(
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_NOCOLOR="1",
+        AIRLOCK_ENVIRONMENT=environment,
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env

@@ -33,12 +33,10 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_egress_firewall_netns import connect, render_ruleset, run  # noqa: E402
+from test_egress_firewall_netns import connect, render_ruleset, run
 
 PROXY, EIP, PROXY6 = "192.0.2.40", "198.51.100.7", "2001:db8::40"
 

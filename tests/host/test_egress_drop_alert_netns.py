@@ -35,8 +35,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_egress_firewall_netns import connect, render_ruleset, run  # noqa: E402
+from test_egress_firewall_netns import connect, render_ruleset, run
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "egress_firewall"

@@ -34,7 +34,6 @@ Needs root, `ip`, `nft` and `unshare`.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -45,6 +44,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from helpers.modules import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "egress_firewall"
@@ -91,9 +92,7 @@ def render_ruleset(timeout_flag: bool = True) -> str:
     import jinja2  # noqa: PLC0415 (the venv's, as Ansible's)
     import yaml  # noqa: PLC0415
 
-    spec = importlib.util.spec_from_file_location("egress_firewall_filters", ROLE / "filter_plugins" / "egress_firewall.py")
-    filters = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(filters)
+    filters = load_module(ROLE / "filter_plugins" / "egress_firewall.py", "egress_firewall_filters")
     env = jinja2.Environment(trim_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters.update(filters.FilterModule().filters())
     values = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())

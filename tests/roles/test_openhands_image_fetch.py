@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="needs the Docker engine")
 
@@ -276,8 +278,7 @@ def test_a_run_killed_mid_copy_leaves_no_archive_and_the_rerun_completes_it(tmp_
     ({"openhands_image_fetch_args": ["-v"]}, "openhands_image_fetch_args must be a list of skopeo copy options"),
 ])
 def test_bad_fetch_input_is_refused_naming_the_variable(extra, message):
-    sys.path.insert(0, str(ROOT / "roles" / "openhands" / "filter_plugins"))
-    from openhands import openhands_input_errors  # noqa: PLC0415
+    openhands_input_errors = load_module(ROOT / "roles" / "openhands" / "filter_plugins" / "openhands.py").openhands_input_errors
     inputs = {"image_source": "controller", "image_fetch_dir": "/var/cache/airlock", "image_fetch_args": [],
               "image_tag": "1.11.0", "agent_server_image_tag": "1.34.0-python"}
     inputs.update({k.removeprefix("openhands_"): v for k, v in extra.items()})

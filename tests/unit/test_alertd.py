@@ -1,7 +1,6 @@
 """Unit tests of the monitoring role's alert daemon (roles/monitoring/files/alertd.py)."""
 import datetime
 import http.server
-import importlib.util
 import json
 import socketserver
 import subprocess
@@ -12,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ALERTD = Path(__file__).resolve().parents[2] / "roles" / "monitoring" / "files" / "alertd.py"
-spec = importlib.util.spec_from_file_location("alertd", ALERTD)
-alertd = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(alertd)
+alertd = load_module(ALERTD)
 
 
 class FakeClock:

@@ -1,17 +1,16 @@
 """alertd's egress firewall watchers (roles/monitoring/files/alertd.py): egress_drift (the
 repair lines of airlock-egress-sets) and maintenance_window (an alert while the window's
 nft sets hold addresses). Plain Python: nft is replaced by canned `nft -j` output."""
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("alertd", ROOT / "roles" / "monitoring" / "files" / "alertd.py")
-alertd = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(alertd)
+alertd = load_module(ROOT / "roles" / "monitoring" / "files" / "alertd.py")
 
 REPAIR_LINE = ("AIRLOCK-EGRESS-DRIFT repaired by=timer chains=forward,input: the live table differed from "
                "/etc/airlock/egress.nft and was reloaded; chain forward: 8 rules live, 7 in the file; first "

@@ -1,16 +1,15 @@
 """alertd's llm_gateway_refused watcher (roles/monitoring/files/alertd.py): the lines the LLM
 gateway's auth hook writes for refused requests alert; the request log's other lines (every
 request it served or that failed upstream) do not."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("alertd", ROOT / "roles" / "monitoring" / "files" / "alertd.py")
-alertd = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(alertd)
+alertd = load_module(ROOT / "roles" / "monitoring" / "files" / "alertd.py")
 
 REFUSED = {"time": "2026-11-30T08:00:00.000+00:00", "status": 401, "refused": "key", "path": "/v1/chat/completions",
            "method": "POST", "key_alias": None, "client": "172.17.0.3"}

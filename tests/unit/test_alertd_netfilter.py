@@ -9,15 +9,14 @@ netfilter rules like the auditd role's loaded:
                the daemon rule was not loaded at capture time)
   CONFIG_CHANGE: a rule added, the same rule removed by auditctl -D, auditctl -e 0.
 """
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("alertd", ROOT / "roles" / "monitoring" / "files" / "alertd.py")
-alertd = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(alertd)
+alertd = load_module(ROOT / "roles" / "monitoring" / "files" / "alertd.py")
 
 # split("\n"), not splitlines(): the 0x1d separator counts as a line break for str.splitlines
 LINES = [ln for ln in (Path(__file__).parent / "data" / "audit-netfilter.log").read_text(encoding="utf-8").split("\n") if ln]

@@ -2,14 +2,12 @@
 a policy AWS hands back reordered, or with one-element lists as strings, is not a change."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "aws_enclave_vpc_endpoint_policy", ROOT / "roles" / "aws_enclave" / "library" / "aws_enclave_vpc_endpoint_policy.py")
-module = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(module)
+module = load_module(ROOT / "roles" / "aws_enclave" / "library" / "aws_enclave_vpc_endpoint_policy.py")
 
 POLICY = {
     "Version": "2012-10-17",

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+from helpers.modules import load_module
+from helpers.moto_server import MotoServer, free_port
 
-from helpers.modules import load_module  # noqa: E402
-from helpers.moto_server import MotoServer, free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = ROOT / "roles" / "backup" / "files" / "airlock-backup.py"
 FILTERS = load_module(ROOT / "roles" / "backup" / "filter_plugins" / "backup.py", "backup_filters")

@@ -5,29 +5,21 @@ run applies them). The report states no figure of its own: each number in it com
 result, and the template's static text holds no digit but those of names."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers.modules import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "tools" / "bench"
 SAMPLE = Path(__file__).resolve().parent / "data" / "bench-sample.json"
 
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # measure.py imports report by name, as it does when run
-    spec.loader.exec_module(module)
-    return module
-
-
-report = _load("report")
-measure = _load("measure")
+# Registered: measure.py imports report by name, as it does when run.
+report = load_module(BENCH / "report.py", register=True)
+measure = load_module(BENCH / "measure.py", register=True)
 
 # Names in the templates' static text that carry digits and are not figures: percentiles, a man
 # page section, a protocol, programs, a file, and the recap a no-change rerun must print.

@@ -5,7 +5,6 @@ pinned `ansible` bundle already carries every collection in the ranges we test w
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -13,10 +12,10 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("check_collections", ROOT / "tools" / "check_collections.py")
-check = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(check)
+check = load_module(ROOT / "tools" / "check_collections.py")
 
 REQUIREMENTS = ROOT / "collections" / "requirements.yml"
 # A task's module key or a module_defaults group, written as a fully qualified name.

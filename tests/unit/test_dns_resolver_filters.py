@@ -4,27 +4,15 @@ firewall's sets tool hands the maintenance window's names to it. The resolver it
 proven in Molecule (dns_resolver, server_tier)."""
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-import sys
 from pathlib import Path
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers.modules import load_module  # noqa: E402
 
 F = load_module(ROOT / "roles/dns_resolver/filter_plugins/dns_resolver.py")
-
-
-def _script(name: str, path: Path):
-    loader = importlib.machinery.SourceFileLoader(name, str(path))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
-    loader.exec_module(module)
-    return module
-
-
-ALLOW = _script("airlock_dns_allow", ROOT / "roles/dns_resolver/files/airlock-dns-allow")
-SETS = _script("airlock_egress_sets_dns", ROOT / "roles/egress_firewall/files/airlock-egress-sets")
+ALLOW = load_module(ROOT / "roles/dns_resolver/files/airlock-dns-allow", "airlock_dns_allow")
+SETS = load_module(ROOT / "roles/egress_firewall/files/airlock-egress-sets", "airlock_egress_sets_dns")
 OK = {"upstreams": ["10.0.0.2"], "llm_endpoints": [], "allowed_names": [], "manage_resolv_conf": True}
 
 

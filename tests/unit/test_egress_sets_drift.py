@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import fcntl
-import importlib.machinery
-import importlib.util
 import json
 import sys
 import threading
@@ -17,15 +15,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-_loader = importlib.machinery.SourceFileLoader("airlock_egress_sets", str(ROOT / "roles" / "egress_firewall" / "files" / "airlock-egress-sets"))
-_spec = importlib.util.spec_from_loader("airlock_egress_sets", _loader)
-tool = importlib.util.module_from_spec(_spec)
-_loader.exec_module(tool)
+from helpers.modules import load_module
 
-_fspec = importlib.util.spec_from_file_location("egress_firewall_filters", ROOT / "roles" / "egress_firewall" / "filter_plugins" / "egress_firewall.py")
-filters = importlib.util.module_from_spec(_fspec)
-_fspec.loader.exec_module(filters)
+ROOT = Path(__file__).resolve().parents[2]
+tool = load_module(ROOT / "roles" / "egress_firewall" / "files" / "airlock-egress-sets", "airlock_egress_sets")
+filters = load_module(ROOT / "roles" / "egress_firewall" / "filter_plugins" / "egress_firewall.py", "egress_firewall_filters")
 
 ACCEPT = {"accept": None}
 

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("airlock_bedrock", ROOT / "filter_plugins" / "airlock_bedrock.py")
-bedrock = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bedrock)
+bedrock = load_module(ROOT / "filter_plugins" / "airlock_bedrock.py")
 
 SONNET = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 PROFILE_ARN = "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.anthropic.claude-3-7-sonnet-20250219-v1:0"

@@ -1,15 +1,14 @@
 """Unit tests of filter_plugins/airlock_cost.py."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("airlock_cost", ROOT / "filter_plugins" / "airlock_cost.py")
-cost = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cost)
+cost = load_module(ROOT / "filter_plugins" / "airlock_cost.py")
 
 PRICES = {"hours_per_month": 730, "instance_hour": {"t3.small": 0.0208, "t3.large": 0.0832},
           "gp3_gb_month": 0.08, "snapshot_gb_month": 0.05, "nat_hour": 0.045, "nat_gb": 0.045,

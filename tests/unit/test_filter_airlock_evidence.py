@@ -2,24 +2,16 @@
 the matching logic of roles/aws_enclave/library/aws_enclave_vpc_flow_log.py."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ev = _load("airlock_evidence", ROOT / "filter_plugins" / "airlock_evidence.py")
-flow = _load("aws_enclave_vpc_flow_log", ROOT / "roles" / "aws_enclave" / "library" / "aws_enclave_vpc_flow_log.py")
+ev = load_module(ROOT / "filter_plugins" / "airlock_evidence.py")
+flow = load_module(ROOT / "roles" / "aws_enclave" / "library" / "aws_enclave_vpc_flow_log.py")
 
 ACCOUNT = "123456789012"
 STREAMS = {"proxy": ["audit", "nginx-access"], "openhands": ["audit", "egress-drops"]}

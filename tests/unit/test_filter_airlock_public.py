@@ -1,12 +1,11 @@
 """filter_plugins/airlock_public.py: the server's way to the proxy, from the public URL."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers.modules import load_module  # noqa: E402
 
 PUB = load_module(ROOT / "filter_plugins" / "airlock_public.py")
 

@@ -1,15 +1,14 @@
 """Unit tests of filter_plugins/airlock_snapshots.py (plain Python, no Ansible run)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("airlock_snapshots", ROOT / "filter_plugins" / "airlock_snapshots.py")
-snaps = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(snaps)
+snaps = load_module(ROOT / "filter_plugins" / "airlock_snapshots.py")
 
 GOOD = {"project": "airlock", "environment": "prod", "region": "eu-west-1", "endpoint_url": "",
         "retention": 7, "retention_days": 0, "wait": False, "wait_timeout": 1800, "prune": True}

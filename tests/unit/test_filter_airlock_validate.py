@@ -1,16 +1,15 @@
 """Unit tests of filter_plugins/airlock_validate.py (validate.yml's plan and report)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("airlock_validate", ROOT / "filter_plugins" / "airlock_validate.py")
-av = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(av)
+av = load_module(ROOT / "filter_plugins" / "airlock_validate.py")
 
 
 def test_plan_wants_the_llm_and_blocks_every_canary_and_foreign_dns():

@@ -2,14 +2,13 @@
 message names the variable (the password reaches the checks as its length only)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers.modules import load_module  # noqa: E402
 
 F = load_module(ROOT / "roles/backup/filter_plugins/backup.py", "backup_filters")
 OK = {

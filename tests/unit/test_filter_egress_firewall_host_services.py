@@ -4,14 +4,13 @@ and the filters that turn the entries into static rules and the sets tool's conf
 The rules themselves are proven in a real kernel by tests/host/test_egress_firewall_netns.py."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers.modules import load_module  # noqa: E402
 
 EGRESS = load_module(ROOT / "roles/egress_firewall/filter_plugins/egress_firewall.py")
 

@@ -5,15 +5,14 @@ builds them, from defaults/main.yml."""
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers.modules import load_module  # noqa: E402
 
 ROLE = ROOT / "roles" / "fail2ban"
 FAIL2BAN = load_module(ROLE / "filter_plugins" / "fail2ban.py")

@@ -5,15 +5,14 @@ variable. The inputs are built as tasks/assert.yml builds them, from defaults/ma
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers.modules import load_module  # noqa: E402
 
 HB = load_module(ROOT / "roles/host_baseline/filter_plugins/host_baseline.py")
 

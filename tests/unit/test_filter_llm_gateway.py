@@ -1,16 +1,13 @@
 """Unit tests of the llm_gateway role's filters and of the site.yml model-name mapping."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers.modules import load_module  # noqa: E402
-
-
 
 GW = load_module(ROOT / "roles/llm_gateway/filter_plugins/llm_gateway.py")
 MAP = load_module(ROOT / "filter_plugins/airlock_gateway.py")

@@ -2,14 +2,13 @@
 of the inventory's stream mapping (airlock_evidence_shipper_streams)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers.modules import load_module  # noqa: E402
 
 LS = load_module(ROOT / "roles/log_shipper/filter_plugins/log_shipper.py")
 EV = load_module(ROOT / "filter_plugins/airlock_evidence.py")

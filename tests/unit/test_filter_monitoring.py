@@ -3,15 +3,14 @@ defaults and other good inputs give no message, each bad input exactly one, star
 the variable at fault."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers.modules import load_module  # noqa: E402
 
 MONITORING = load_module(ROOT / "roles/monitoring/filter_plugins/monitoring.py")
 DEFAULTS = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text())

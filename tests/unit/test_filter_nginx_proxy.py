@@ -4,15 +4,14 @@ tasks/assert.yml calls it, with the redact filters): a good input gives no messa
 bad one a message naming its variable."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers.modules import load_module  # noqa: E402
 
 NGINX = load_module(ROOT / "roles/nginx_proxy/filter_plugins/nginx_proxy.py")
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers.modules import load_module  # noqa: E402
 
 OPENHANDS = load_module(ROOT / "roles/openhands/filter_plugins/openhands.py")
 WANTED = {"model": "openai/fake-model", "base_url": "http://host.docker.internal:4000/v1", "api_key": "sk-gateway"}

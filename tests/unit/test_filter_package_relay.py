@@ -1,14 +1,13 @@
 """Unit tests of the package_relay role's filters and host_baseline's apt proxy test."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers.modules import load_module  # noqa: E402
 
 PR = load_module(ROOT / "roles/package_relay/filter_plugins/package_relay.py")
 HB_TESTS = load_module(ROOT / "roles/host_baseline/test_plugins/host_baseline.py")

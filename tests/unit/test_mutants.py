@@ -4,18 +4,15 @@ list: every mutant names a control of docs/security-model.md's table and tests t
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("matrix", ROOT / "tools" / "mutants" / "matrix.py")
-matrix = importlib.util.module_from_spec(_spec)
-sys.modules["matrix"] = matrix  # dataclasses look their module up
-_spec.loader.exec_module(matrix)
+matrix = load_module(ROOT / "tools" / "mutants" / "matrix.py", register=True)  # dataclasses look their module up
 
 Outcome = matrix.Outcome
 
@@ -199,9 +196,7 @@ def test_the_runners_real_lab_is_the_one_the_real_server_test_builds():
     built = [ast.literal_eval(node.orelse[0].value) for node in ast.parse(source).body
              if isinstance(node, ast.If) and ast.unparse(node.test) == "EXISTING"]
     assert len(built) == 1 and built[0]["AIRLOCK_LAB_NAME"] == "realoh", built
-    spec = importlib.util.spec_from_file_location("mutants_run", ROOT / "tools" / "mutants" / "run.py")
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
+    run = load_module(ROOT / "tools" / "mutants" / "run.py", "mutants_run")
     assert run.RealLab.ENV == built[0]
     assert run.RealLab.HOST == "airlock-realoh-openhands"
 
@@ -231,9 +226,7 @@ def test_the_generated_document_is_current_with_the_list():
 
 # ----------------------------------------------------------------------------- the runner's reading of pytest
 def test_the_junit_report_is_counted_and_a_missing_one_is_an_error(tmp_path):
-    spec = importlib.util.spec_from_file_location("mutants_run", ROOT / "tools" / "mutants" / "run.py")
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
+    run = load_module(ROOT / "tools" / "mutants" / "run.py", "mutants_run")
     junit = tmp_path / "junit.xml"
     junit.write_text("""<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="4">
       <testcase classname="t" name="test_a"/>

@@ -4,7 +4,6 @@ validate.yml trusts the probe's "TLS 1.0/1.1 refused"; this proves the probe rea
 offers those versions (so a proxy that accepted them would be caught)."""
 from __future__ import annotations
 
-import importlib.util
 import socket
 import ssl
 import subprocess
@@ -14,10 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("proxy_probe", ROOT / "tools" / "probes" / "proxy_probe.py")
-probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probe)
+probe = load_module(ROOT / "tools" / "probes" / "proxy_probe.py")
 
 
 @pytest.fixture(scope="module")

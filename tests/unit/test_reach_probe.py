@@ -2,17 +2,16 @@
 controls): the first A record of the answer, CNAMEs skipped, addresses passed through."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import dns.message
 import dns.rrset
 import pytest
 
+from helpers.modules import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("reach", ROOT / "tools" / "probes" / "reach.py")
-reach = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reach)
+reach = load_module(ROOT / "tools" / "probes" / "reach.py")
 
 
 def answer(name: str, *records: tuple[str, str, str]) -> bytes:

@@ -39,11 +39,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers.modules import load_module
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-import ohapi  # noqa: E402
-import proxyurls  # noqa: E402
+ohapi = load_module(HERE / "ohapi.py")
+proxyurls = load_module(HERE / "proxyurls.py")
 
 IMAGE = "airlock/openhands-pypi"
 FAKE_LLM = ROOT / "tools" / "standin" / "fake-llm" / "fake_llm.py"
