@@ -146,3 +146,21 @@ def aws_partition(region) -> str:
         if region.startswith(prefix):
             return partition
     return "aws"
+
+
+def strict_int(value):
+    """An int (not a bool), or a string of digits as its number; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.match(r"^\s*[-+]?\d+\s*$", value):
+        return int(value)
+    return None
+
+
+def as_list(value):
+    """The entries of a list; an empty string is an empty list; None for anything else."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [] if value == "" else None

@@ -137,3 +137,17 @@ def test_the_plugins_that_share_the_checks():
 def test_each_plugin_loads_the_shared_checks_from_where_it_lies(path):
     module = load_module(path, f"plugin_{path.parent.parent.name}_{path.stem}")
     assert Path(module.checks.__file__).resolve() == (ROOT / "plugin_utils" / "airlock_checks.py").resolve()
+
+
+@pytest.mark.parametrize("value,expected", [
+    (5, 5), ("5", 5), (" -3 ", -3), ("+7", 7), (0, 0),
+    (True, None), (False, None), (1.5, None), ("1.5", None), ("five", None), (None, None), ([], None)])
+def test_strict_int_takes_whole_numbers_and_their_digits_only(value, expected):
+    """A bool is not a number here (True would pass as 1), nor is a float."""
+    assert checks.strict_int(value) == expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    ([1, 2], [1, 2]), ((1,), [1]), ("", []), ([], []), ("a,b", None), (None, None), ({"a": 1}, None), (3, None)])
+def test_as_list_takes_lists_and_the_empty_string_only(value, expected):
+    assert checks.as_list(value) == expected

@@ -13,7 +13,16 @@ number. auditd_allow_audit_loss accepts the loss only when it is the boolean tru
 """
 from __future__ import annotations
 
+import importlib.util
 import re
+from pathlib import Path
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[3] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
 
 PREFIX = "auditd_"
 # The actions that may stop or drop auditing, each checked against __auditd_actions_losing_audit.
@@ -25,24 +34,6 @@ WATCH_PATH = re.compile(r"^/[^\s]*$")
 # An executable of the netfilter rules (exe= filter): an absolute file path, no whitespace.
 EXE_PATH = re.compile(r"^/[^\s]*[^/\s]$")
 ARCHES = ("b64", "b32")
-
-
-def _int(value):
-    """An int (not a bool), or a string of digits as its number; None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.match(r"^\s*[-+]?\d+\s*$", value):
-        return int(value)
-    return None
-
-
-def _list(value):
-    """The entries of a list; an empty string is an empty list; None for anything else."""
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [] if value == "" else None
 
 
 def _flatten(values):
@@ -70,31 +61,31 @@ def _loss_errors(inputs, allow_loss, errors):
 
 
 def _number_errors(inputs, allow_loss, errors):
-    mode = _int(inputs.get("failure_mode"))
+    mode = checks.strict_int(inputs.get("failure_mode"))
     if not (mode in (1, 2) or (mode == 0 and allow_loss)):
         errors.append(f"{PREFIX}failure_mode must be 1 or 2 (0 needs {PREFIX}allow_audit_loss); "
                       f"got {inputs.get('failure_mode')!r}")
-    space, admin = _int(inputs.get("space_left")), _int(inputs.get("admin_space_left"))
+    space, admin = checks.strict_int(inputs.get("space_left")), checks.strict_int(inputs.get("admin_space_left"))
     for name, value in (("space_left", space), ("admin_space_left", admin)):
         if value is None:
             errors.append(f"{PREFIX}{name}: {inputs.get(name)!r} is not a whole number of MB")
     if space is not None and admin is not None and not admin < space:
         errors.append(f"{PREFIX}admin_space_left ({admin}) must be below {PREFIX}space_left ({space})")
-    size = _int(inputs.get("max_log_file"))
+    size = checks.strict_int(inputs.get("max_log_file"))
     if size is None or size < 1:
         errors.append(f"{PREFIX}max_log_file must be >= 1 (MB); got {inputs.get('max_log_file')!r}")
-    logs = _int(inputs.get("num_logs"))
+    logs = checks.strict_int(inputs.get("num_logs"))
     if logs is None:
         errors.append(f"{PREFIX}num_logs: {inputs.get('num_logs')!r} is not a whole number")
     elif logs < 2 and str(inputs.get("max_log_file_action")).lower() == "rotate":
         errors.append(f"{PREFIX}num_logs must be >= 2 when rotating ({PREFIX}max_log_file_action rotate); got {logs}")
-    uid = _int(inputs.get("uid_min"))
+    uid = checks.strict_int(inputs.get("uid_min"))
     if uid is None or uid < 1:
         errors.append(f"{PREFIX}uid_min must be >= 1; got {inputs.get('uid_min')!r}")
 
 
 def _rule_errors(inputs, errors):
-    rules = _list(inputs.get("extra_rules"))
+    rules = checks.as_list(inputs.get("extra_rules"))
     if rules is None:
         errors.append(f"{PREFIX}extra_rules must be a list of rule lines, each with a key (-k NAME)")
         return
@@ -102,7 +93,7 @@ def _rule_errors(inputs, errors):
         if not RULE_KEY.search(str(rule)):
             errors.append(f"{PREFIX}extra_rules[{i}]: {rule!r} has no key: every {PREFIX}extra_rules line needs "
                           "a key (-k NAME or -F key=NAME)")
-    arches = _list(inputs.get("arches"))
+    arches = checks.as_list(inputs.get("arches"))
     if arches is None:
         errors.append(f"{PREFIX}arches must be a list of b64/b32; got {inputs.get('arches')!r}")
     elif any(arch not in ARCHES for arch in arches):
@@ -120,7 +111,7 @@ def _path_errors(inputs, errors):
             errors.append(f"{name}: not absolute or containing spaces: {bad}")
     for name in ("netfilter_refresh_exe", "netfilter_daemon_binaries", "netfilter_binaries"):
         value = inputs.get(name)
-        entries = [value] if name == "netfilter_refresh_exe" else _list(value)
+        entries = [value] if name == "netfilter_refresh_exe" else checks.as_list(value)
         if entries is None:
             errors.append(f"{PREFIX}{name}: every entry must be an absolute file path without spaces "
                           f"(got {value!r}, not a list)")

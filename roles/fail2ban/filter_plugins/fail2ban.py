@@ -12,7 +12,6 @@ are in test_plugins/fail2ban.py.
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
 
 # The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
@@ -25,26 +24,8 @@ _spec.loader.exec_module(checks)
 PREFIX = "fail2ban_"
 
 
-def _int(value):
-    """An int (not a bool), or a string of digits as its number; None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.match(r"^\s*[-+]?\d+\s*$", value):
-        return int(value)
-    return None
-
-
-def _list(value):
-    """The entries of a list; an empty string is an empty list; None for anything else."""
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [] if value == "" else None
-
-
 def _ignoreip_errors(inputs, errors):
-    entries = _list(inputs.get("ignoreip"))
+    entries = checks.as_list(inputs.get("ignoreip"))
     if entries is None:
         errors.append(f"{PREFIX}ignoreip must be a list of addresses or CIDRs (host bits must be zero); "
                       f"got {inputs.get('ignoreip')!r}")
@@ -60,28 +41,28 @@ def _ignoreip_errors(inputs, errors):
 def _time_errors(inputs, errors):
     numbers = {}
     for name, low in (("bantime", 1), ("findtime", 1), ("maxretry", 1)):
-        numbers[name] = _int(inputs.get(name))
+        numbers[name] = checks.strict_int(inputs.get(name))
         if numbers[name] is None or numbers[name] < low:
             errors.append(f"{PREFIX}{name} must be positive; got {inputs.get(name)!r}")
-    recidive = _int(inputs.get("recidive_bantime"))
+    recidive = checks.strict_int(inputs.get("recidive_bantime"))
     bantime = numbers["bantime"]
     if recidive is None or (bantime is not None and recidive <= bantime):
         errors.append(f"{PREFIX}recidive_bantime must exceed {PREFIX}bantime; got {inputs.get('recidive_bantime')!r} "
                       f"({PREFIX}bantime {inputs.get('bantime')!r})")
-    retries = _int(inputs.get("recidive_maxretry"))
+    retries = checks.strict_int(inputs.get("recidive_maxretry"))
     if retries is None or retries < 1:
         errors.append(f"{PREFIX}recidive_maxretry must be at least 1; got {inputs.get('recidive_maxretry')!r}")
 
 
 def _port_errors(inputs, errors):
-    if not checks.is_port(_int(inputs.get("sshd_port"))):
+    if not checks.is_port(checks.strict_int(inputs.get("sshd_port"))):
         errors.append(f"{PREFIX}sshd_port must be a port number (1-65535); got {inputs.get('sshd_port')!r}")
-    ports = _list(inputs.get("nginx_ports"))
+    ports = checks.as_list(inputs.get("nginx_ports"))
     if not ports:
         errors.append(f"{PREFIX}nginx_ports must be port numbers (1-65535), at least one; got {inputs.get('nginx_ports')!r}")
         return
     for port in ports:
-        if not checks.is_port(_int(port)):
+        if not checks.is_port(checks.strict_int(port)):
             errors.append(f"{PREFIX}nginx_ports must be port numbers (1-65535); got {port!r}")
 
 

@@ -31,26 +31,8 @@ USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]*$")
 EXTRA_RULE = "each entry needs a source address or CIDR (host bits zero) and a port number (1-65535)"
 
 
-def _int(value):
-    """An int (not a bool), or a string of digits as its number; None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.match(r"^\s*[-+]?\d+\s*$", value):
-        return int(value)
-    return None
-
-
-def _list(value):
-    """The entries of a list; an empty string is an empty list; None for anything else."""
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [] if value == "" else None
-
-
 def _ufw_errors(inputs, ufw_on, errors):
-    cidrs = _list(inputs.get("ufw_authorized_cidrs"))
+    cidrs = checks.as_list(inputs.get("ufw_authorized_cidrs"))
     if cidrs is None:
         errors.append(f"{PREFIX}ufw_authorized_cidrs must be a list of CIDRs (host bits must be zero); "
                       f"got {inputs.get('ufw_authorized_cidrs')!r}")
@@ -60,13 +42,13 @@ def _ufw_errors(inputs, ufw_on, errors):
     for value in cidrs or []:
         if not checks.is_network(value):
             errors.append(f"{PREFIX}ufw_authorized_cidrs: not a CIDR (host bits must be zero): {value}")
-    ports = _list(inputs.get("ufw_allowed_ports"))
+    ports = checks.as_list(inputs.get("ufw_allowed_ports"))
     if ports is None:
         errors.append(f"{PREFIX}ufw_allowed_ports must be port numbers (1-65535); got {inputs.get('ufw_allowed_ports')!r}")
     for port in ports or []:
-        if not checks.is_port(_int(port)):
+        if not checks.is_port(checks.strict_int(port)):
             errors.append(f"{PREFIX}ufw_allowed_ports must be port numbers (1-65535); got {port!r}")
-    rules = _list(inputs.get("ufw_extra_rules"))
+    rules = checks.as_list(inputs.get("ufw_extra_rules"))
     if rules is None:
         errors.append(f"{PREFIX}ufw_extra_rules must be a list of {{source, port}}: {EXTRA_RULE}")
     for i, rule in enumerate(rules or []):
@@ -76,7 +58,7 @@ def _ufw_errors(inputs, ufw_on, errors):
             continue
         if not checks.is_network(rule.get("source")):
             errors.append(f"{where}: source {rule.get('source')} is not an address or CIDR (host bits must be zero); {EXTRA_RULE}")
-        if not checks.is_port(_int(rule.get("port"))):
+        if not checks.is_port(checks.strict_int(rule.get("port"))):
             errors.append(f"{where}: port {rule.get('port')} is not a port number (1-65535); {EXTRA_RULE}")
 
 
@@ -84,10 +66,10 @@ def host_baseline_input_errors(inputs):
     errors = []
     # The switches as the role's own conditions read them (any true value is on).
     ufw_on, time_on = bool(inputs.get("ufw_enabled")), bool(inputs.get("time_sync_enabled"))
-    if not checks.is_port(_int(inputs.get("ssh_port"))):
+    if not checks.is_port(checks.strict_int(inputs.get("ssh_port"))):
         errors.append(f"{PREFIX}ssh_port must be a port number (1-65535); got {inputs.get('ssh_port')!r}")
     _ufw_errors(inputs, ufw_on, errors)
-    servers = _list(inputs.get("ntp_servers"))
+    servers = checks.as_list(inputs.get("ntp_servers"))
     if time_on and servers is None:
         errors.append(f"{PREFIX}ntp_servers must be a list of servers; got {inputs.get('ntp_servers')!r}")
     elif time_on and not servers:
@@ -95,7 +77,7 @@ def host_baseline_input_errors(inputs):
     if not REBOOT_TIME.match(str(inputs.get("unattended_upgrades_reboot_time"))):
         errors.append(f"{PREFIX}unattended_upgrades_reboot_time must be HH:MM (00:00 to 23:59, e.g. 03:30); "
                       f"got {inputs.get('unattended_upgrades_reboot_time')!r}")
-    users = _list(inputs.get("ssh_allow_users"))
+    users = checks.as_list(inputs.get("ssh_allow_users"))
     if users is None:
         errors.append(f"{PREFIX}ssh_allow_users must be a list of user names; got {inputs.get('ssh_allow_users')!r}")
     for user in users or []:
