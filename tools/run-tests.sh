@@ -18,8 +18,9 @@
 # after its verify, before its destroy; alone, it brings the scenario up and down itself).
 # A whole run: lint, unit, roles, aws and host one after another beside the Molecule scenarios
 # (JOBS at a time, default 2) and the real server's image (realserver_image, cached by recipe,
-# at low priority); when the scenarios are done, the lab stages one after another, beside what
-# is left of the checks, which then run at priority 19. reports/cpu.log samples the machine's
+# at low priority); once the last scenario has started and a slot is free, the lab stages one
+# after another in that slot, beside the last scenario and what is left of the checks, which
+# then run at priority 19. reports/cpu.log samples the machine's
 # CPU use over the run.
 # Logs go to reports/<stage>.log; a summary table ends the run.
 set -uo pipefail
@@ -122,7 +123,10 @@ all_scenarios() {
 
 # At most $JOBS scenarios at once. The slots count this function's own jobs only: a bare
 # `wait -n` also returns when another background stage of the caller ends (the real
-# server's image), which let a third scenario start.
+# server's image), which let a third scenario start. MOLECULE_EARLY=1: return as soon as
+# the last scenario has started and a slot is free again, the scenarios still running left
+# in MOLECULE_PIDS for the caller to wait for (a whole run starts the labs in that slot).
+MOLECULE_PIDS=()
 run_molecule() { # scenarios...
   local s p pids=() live
   [ $# -gt 0 ] || set -- $(all_scenarios)
@@ -135,6 +139,15 @@ run_molecule() { # scenarios...
     run_stage "molecule-$s" scenario "$s" &
     pids+=($!)
   done
+  if [ "${MOLECULE_EARLY:-0}" = 1 ]; then
+    while :; do
+      live=(); for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && live+=("$p"); done
+      [ ${#live[@]} -lt "$JOBS" ] && break
+      wait -n "${live[@]}" || true
+    done
+    MOLECULE_PIDS=("${live[@]}")
+    return 0
+  fi
   [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" || true
 }
 
@@ -244,14 +257,16 @@ if [ $# -eq 0 ]; then
   checks_pid=$!
   run_stage realserver_image stage_realserver_image &
   IMAGE_BUILD_PID=$!
-  run_molecule
-  # The Molecule scenarios are done: the labs start now, beside the rest of the checks, which
-  # yield the CPU to them. A lab stage alone keeps one core of the two busy (reports/cpu.log of
+  # Until the last scenario has started and a slot is free: the labs take that slot (the
+  # last scenarios ran with one slot idle for up to their whole length).
+  MOLECULE_EARLY=1 run_molecule
+  # The last scenario has started and a slot is free: the labs start now, beside it and the
+  # rest of the checks, which yield the CPU to them. A lab stage alone keeps one core of the two busy (reports/cpu.log of
   # a whole run: about 52% through e2e_real; its converge is a chain of short processes, its
   # tests mostly wait on containers), so run after the checks it left the other core idle.
   # nice reaches what competes here, with the autogroups off (above): the checks are host
   # processes beside the lab's controller (children inherit the priority); the lab's
-  # containers are in Docker's cgroup, which Molecule's containers have left.
+  # containers are in Docker's cgroup, with the last scenario's (at the lab's priority).
   if [ "$overlap" = 1 ]; then
     yield_cpu "$checks_pid"
     wait "$IMAGE_BUILD_PID"
@@ -260,6 +275,7 @@ if [ $# -eq 0 ]; then
     wait "$checks_pid" "$IMAGE_BUILD_PID"
   fi
   for s in "${labs[@]}"; do run_stage "$s" "stage_$s"; done
+  [ ${#MOLECULE_PIDS[@]} -eq 0 ] || wait "${MOLECULE_PIDS[@]}" || true
   [ "$overlap" = 0 ] || wait "$checks_pid"
   kill "$sampler" 2>/dev/null
 else
