@@ -164,3 +164,17 @@ def as_list(value):
     if isinstance(value, (list, tuple)):
         return list(value)
     return [] if value == "" else None
+
+
+def jinja_int(value, default=0):
+    """Jinja's `| int`: a string of digits is its number, a float is truncated, anything
+    that is not a number is `default`."""
+    try:
+        if isinstance(value, str):
+            return int(value, 10)
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        try:
+            return int(float(value))
+        except (TypeError, ValueError, OverflowError):
+            return default

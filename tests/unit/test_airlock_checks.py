@@ -151,3 +151,9 @@ def test_strict_int_takes_whole_numbers_and_their_digits_only(value, expected):
     ([1, 2], [1, 2]), ((1,), [1]), ("", []), ([], []), ("a,b", None), (None, None), ({"a": 1}, None), (3, None)])
 def test_as_list_takes_lists_and_the_empty_string_only(value, expected):
     assert checks.as_list(value) == expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("12", 12), (12, 12), (3.9, 3), ("3.9", 3), (True, 1), ("x", 0), (None, 0), ([], 0)])
+def test_jinja_int_reads_a_value_as_jinjas_int_filter_does(value, expected):
+    assert checks.jinja_int(value) == expected

@@ -12,8 +12,17 @@ of their own, so this plugin loads no shared code.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Mapping, Sized
+from pathlib import Path
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[3] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
 
 PREFIX = "monitoring_"
 # http(s)://host[:port][/path]: no user info, no whitespace.
@@ -28,20 +37,6 @@ MISSING = object()
 def _text(value) -> str:
     """The text Ansible's match test reads a value as."""
     return value if isinstance(value, str) else str(value)
-
-
-def _jinja_int(value, default=0):
-    """Jinja's `| int`: a string of digits is its number, a float is truncated, anything
-    that is not a number is `default`."""
-    try:
-        if isinstance(value, str):
-            return int(value, 10)
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        try:
-            return int(float(value))
-        except (TypeError, ValueError, OverflowError):
-            return default
 
 
 def _number(value):
@@ -117,7 +112,7 @@ def _numeric_errors(inputs, errors) -> None:
 
 def _upgrade_age_errors(inputs, errors) -> None:
     value = inputs.get("health_upgrade_max_age_hours")
-    if not re.match(r"^[0-9]+$", _text(value)) or _jinja_int(value) > UPGRADE_MAX_AGE_HOURS:
+    if not re.match(r"^[0-9]+$", _text(value)) or checks.jinja_int(value) > UPGRADE_MAX_AGE_HOURS:
         errors.append(f"{PREFIX}health_upgrade_max_age_hours must be whole hours from 0 (row left out) to "
                       f"{UPGRADE_MAX_AGE_HOURS} (got {value}).")
 

@@ -186,20 +186,6 @@ def _length(value):
         return None
 
 
-def _jinja_int(value, default=0):
-    """Jinja's `| int`: a string of digits is its number, a float is truncated, anything
-    that is not a number is `default` (0)."""
-    try:
-        if isinstance(value, str):
-            return int(value, 10)
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        try:
-            return int(float(value))
-        except (TypeError, ValueError, OverflowError):
-            return default
-
-
 def _ansible_bool(value) -> bool:
     """Ansible's `| bool`: true, yes, on, 1 (any case), True and 1 are true."""
     if isinstance(value, str):
@@ -267,11 +253,11 @@ def _login_errors(inputs, errors) -> None:
         if name_ok and name in names and name not in duplicates:
             duplicates.append(name)
         names.append(name)
-        if password is not None and password["string"] and password["length"] < _jinja_int(min_length):
+        if password is not None and password["string"] and password["length"] < checks.jinja_int(min_length):
             errors.append(f"{PREFIX}users: the password of {label} is shorter than {PREFIX}password_min_length ({min_length}).")
     for name in duplicates:
         errors.append(f"{PREFIX}users: duplicate user name {name} (each user once).")
-    if _jinja_int(min_length) < MIN_PASSWORD_LENGTH:
+    if checks.jinja_int(min_length) < MIN_PASSWORD_LENGTH:
         errors.append(f"{PREFIX}password_min_length must be at least {MIN_PASSWORD_LENGTH} (got {min_length}).")
     if backend == "pam":
         for var, pattern in (("pam_group", PAM_GROUP), ("pam_service", PAM_SERVICE)):
@@ -279,7 +265,7 @@ def _login_errors(inputs, errors) -> None:
                 errors.append(f"{PREFIX}{var}: invalid value {inputs.get(var)!r} (group and service: lower-case names).")
     for var, (low, high), what in (("htpasswd_bcrypt_cost", BCRYPT_COST, "bcrypt cost"),
                                    ("htpasswd_sha_rounds", SHA_ROUNDS, "sha rounds")):
-        if not low <= _jinja_int(inputs.get(var)) <= high:
+        if not low <= checks.jinja_int(inputs.get(var)) <= high:
             errors.append(f"{PREFIX}{var}: invalid value {inputs.get(var)!r} ({what} {low}-{high}).")
 
 
@@ -311,7 +297,7 @@ def _tls_errors(inputs, errors) -> None:
     chain_length = _length(chain)
     if chain_length is None or (chain_length > 0 and not CERTIFICATE_PEM.search(_text(chain))):
         errors.append(f"{PREFIX}tls_chain is not PEM.")
-    if not ACME_RENEW_DAYS[0] <= _jinja_int(inputs.get("acme_renew_days")) <= ACME_RENEW_DAYS[1]:
+    if not ACME_RENEW_DAYS[0] <= checks.jinja_int(inputs.get("acme_renew_days")) <= ACME_RENEW_DAYS[1]:
         errors.append(f"{PREFIX}acme_renew_days must be between {ACME_RENEW_DAYS[0]} and {ACME_RENEW_DAYS[1]} "
                       f"(got {inputs.get('acme_renew_days')}).")
     endpoint = inputs.get("acme_route53_endpoint_url")
@@ -337,7 +323,7 @@ def _acme_errors(inputs, errors) -> None:
     if address_kind(server_name) in ("ipv4", "ipv6"):
         errors.append(f"{PREFIX}server_name '{server_name}' is an address: ACME certificates are issued for DNS names only.")
     challenge = inputs.get("acme_challenge")
-    if challenge == "http-01" and _jinja_int(inputs.get("http_port")) != 80:
+    if challenge == "http-01" and checks.jinja_int(inputs.get("http_port")) != 80:
         errors.append(f"{PREFIX}http_port is {inputs.get('http_port')}: the CA checks http-01 on port 80 "
                       f"(or set {PREFIX}acme_challenge: dns-01-route53).")
     zone = inputs.get("acme_route53_zone")
@@ -357,7 +343,7 @@ def _routing_errors(inputs, errors) -> None:
     if address_kind(server_name) == "invalid":
         errors.append(f"{PREFIX}server_name '{server_name}' is not a DNS name or address.")
     rng = inputs.get("sandbox_port_range")
-    ports = ({key: _jinja_int(rng[key]) for key in ("start", "end")}
+    ports = ({key: checks.jinja_int(rng[key]) for key in ("start", "end")}
              if isinstance(rng, Mapping) and "start" in rng and "end" in rng else None)
     if ports is None or ports["start"] < MIN_SANDBOX_PORT or not checks.is_port_range(ports):
         errors.append(f"{PREFIX}sandbox_port_range must satisfy {MIN_SANDBOX_PORT} <= start <= end <= 65535 (got {rng!r}).")
