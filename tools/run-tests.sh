@@ -128,27 +128,25 @@ all_scenarios() {
 # in MOLECULE_PIDS for the caller to wait for (a whole run starts the labs in that slot).
 MOLECULE_PIDS=()
 run_molecule() { # scenarios...
-  local s p pids=() live
+  local s
   [ $# -gt 0 ] || set -- $(all_scenarios)
   for s in "$@"; do
-    while :; do
-      live=(); for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && live+=("$p"); done
-      [ ${#live[@]} -lt "$JOBS" ] && break
-      wait -n "${live[@]}" || true
-    done
+    wait_for_slot
     run_stage "molecule-$s" scenario "$s" &
-    pids+=($!)
+    MOLECULE_PIDS+=($!)
   done
-  if [ "${MOLECULE_EARLY:-0}" = 1 ]; then
-    while :; do
-      live=(); for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && live+=("$p"); done
-      [ ${#live[@]} -lt "$JOBS" ] && break
-      wait -n "${live[@]}" || true
-    done
+  if [ "${MOLECULE_EARLY:-0}" = 1 ]; then wait_for_slot; return 0; fi
+  [ ${#MOLECULE_PIDS[@]} -eq 0 ] || wait "${MOLECULE_PIDS[@]}" || true
+}
+# Until fewer than $JOBS of MOLECULE_PIDS run; MOLECULE_PIDS keeps the running ones.
+wait_for_slot() {
+  local p live
+  while :; do
+    live=(); for p in "${MOLECULE_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && live+=("$p"); done
     MOLECULE_PIDS=("${live[@]}")
-    return 0
-  fi
-  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" || true
+    [ ${#live[@]} -lt "$JOBS" ] && return 0
+    wait -n "${live[@]}" || true
+  done
 }
 
 # Lower a process and its descendants to priority 19 (what they start later inherits it).
