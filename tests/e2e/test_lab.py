@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers.modules import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,6 +245,28 @@ def test_validate_is_all_green():
                   "is closed to", "fail2ban jails active", "the public URL) answers the app's network",
                   "is closed to a sandbox"):
         assert claim in checks, f"validate.yml did not prove: {claim}"
+
+
+# A task's header, then (profile_tasks) its timing line, then its first result.
+TASK_RESULT = r"TASK \[{}[^\n]*\n(?:[^\n]*\d:\d\d:\d\d[^\n]*\n)?(?:{}): "
+LISTENER_STARTED = re.compile(TASK_RESULT.format(re.escape("Start a listener on a published sandbox port"), "changed"))
+
+
+@pytest.mark.parametrize("fault, where", [
+    # The first play fails right after the listener started (its rescue cleans up).
+    ("validate_app_network=airlock-no-such-network", "Remove the sandbox listener after a failure"),
+    # The last play's client probe fails, after the server's probes used the listener (always).
+    ("validate_proxy_port=1", "Stop the sandbox listener"),
+])
+def test_a_failed_validation_leaves_no_sandbox_listener(fault, where):
+    res = playbook("playbooks/validate.yml", "-e", fault)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, f"validate.yml passed with {fault}"
+    # The positive control: this run did start the listener, so it had one to remove.
+    assert LISTENER_STARTED.search(out), f"the run with {fault} never started its sandbox listener"
+    assert re.search(TASK_RESULT.format(re.escape(where), "changed|ok"), out), f"{where!r} did not run"
+    left = docker("exec", f"{PREFIX}-openhands", "docker", "ps", "-a", "-q", "--filter", "name=airlock-validate-sandbox")
+    assert left.strip() == "", f"a failed validation ({fault}) left its sandbox listener behind: {left}"
 
 
 def test_site_rerun_changes_nothing():
