@@ -136,15 +136,18 @@ def test_a_tier_play_ends_after_the_preflight_only_when_the_check_alone_was_aske
     assert ("went on" not in res.stdout) == ends, res.stdout
 
 
-@pytest.mark.parametrize("extra,variable", [
-    ({"airlock_ntp_servers": ["time.example.org"]}, "egress_firewall_ntp_servers"),
-    ({"airlock_openhands_port": 0}, "openhands_port"),
-    ({"airlock_llm_gateway_key": ""}, "llm_gateway_keys"),
-    ({"airlock_dns_servers": ["resolver.example.org"]}, "dns_resolver_upstreams"),
-    ({"airlock_backup_password": "short"}, "backup_restic_password is too short"),
-    ({"airlock_host_services": [{"name": "s3"}]}, "egress_firewall_host_services[0] (s3) needs hosts or cidrs"),
+@pytest.mark.parametrize("extra,variable,role_variable", [
+    ({"airlock_ntp_servers": ["time.example.org"]}, "egress_firewall_ntp_servers", "egress_firewall_ntp_servers"),
+    ({"airlock_openhands_port": 0}, "openhands_port", "openhands_port"),
+    ({"airlock_llm_gateway_key": ""}, "llm_gateway_keys", "llm_gateway_keys"),
+    ({"airlock_dns_servers": ["resolver.example.org"]}, "dns_resolver_upstreams", "dns_resolver_upstreams"),
+    ({"airlock_backup_password": "short"}, "backup_restic_password is too short", "backup_restic_password"),
+    ({"airlock_host_services": [{"name": "s3"}]}, "egress_firewall_host_services[0] (s3) needs hosts or cidrs",
+     "egress_firewall_host_services"),
 ])
-def test_a_server_tier_mistake_stops_the_run_before_the_proxy_changes(tmp_path, extra, variable):
+def test_a_server_tier_mistake_stops_the_run_before_the_proxy_changes(tmp_path, extra, variable, role_variable):
+    """Refused in the preflight, naming the role's variable and the airlock_* value the user
+    set, which the shared mapping turns into it."""
     # --tags airlock_preflight: the preflight runs whole (its tasks are tagged always), and
     # should it ever let a mistake through, the later plays run their always-tagged tasks
     # alone (checks and facts), so this machine is never configured by the test.
@@ -152,6 +155,25 @@ def test_a_server_tier_mistake_stops_the_run_before_the_proxy_changes(tmp_path, 
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert variable in out, out[-4000:]
+    (airlock,) = extra
+    assert re.search(rf"{role_variable} is set from [a-z0-9_, ]*\b{airlock}\b", out), out[-4000:]
+    assert "PLAY [Proxy tier" not in out, "the proxy tier's play started before the input was refused"
+    assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
+
+
+@pytest.mark.parametrize("extra,variable,role_variable", [
+    ({"airlock_public_hostname": "open hands"}, "nginx_proxy_server_name", "nginx_proxy_server_name"),
+    ({"airlock_users": [{"name": "alice", "password": "short"}]}, "nginx_proxy_users", "nginx_proxy_users"),
+], ids=["server-name", "users"])
+def test_a_proxy_tier_mistake_names_the_airlock_value_behind_it(tmp_path, extra, variable, role_variable):
+    """The same for the proxy tier's roles: the airlock_* value (given with -e here, so the
+    proxy sees it) is named beside the role's variable, and nothing changes."""
+    res = site(tmp_path, {}, "--tags", "airlock_preflight", "-e", json.dumps(extra))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert variable in out, out[-4000:]
+    (airlock,) = extra
+    assert re.search(rf"{role_variable} is set from [a-z0-9_, ]*\b{airlock}\b", out), out[-4000:]
     assert "PLAY [Proxy tier" not in out, "the proxy tier's play started before the input was refused"
     assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
 
@@ -181,6 +203,9 @@ def test_a_value_its_roles_argument_specs_refuse_is_refused_in_the_preflight(tmp
     assert res.returncode != 0
     assert "PLAY [Proxy tier" not in out, "the proxy tier's play started before the input was refused"
     assert message in out, out[-4000:]
+    # The inventory set the role's own variable, which the shared mapping does not set: no
+    # airlock_* value is named for it (the control of the test above).
+    assert " is set from " not in out, out[-4000:]
     assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
 
 
