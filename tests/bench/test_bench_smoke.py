@@ -99,6 +99,7 @@ def test_rerun_unchanged_and_drift_repaired(smoke):
     c = result["converge"]
     assert c["rerun"] and c["rerun_changed"] == [0] * len(c["rerun"]), f"rerun changed something: {c['rerun_changed']}"
     assert c["drift"] and all(x > 0 for x in c["drift_changed"]), "the single-role rerun did not repair the drift"
+    assert c["refused"] and all(c["refused_as_required"]), "the bad input was not refused before any change"
 
 
 def test_proxy_and_login_measured(smoke):

@@ -309,3 +309,21 @@ airlock-bench answers other than 200: 3
     r = measure.parse_wrk(out)
     assert (r["rps"], r["requests"], r["p50_ms"], r["non_2xx"], r["non_200"]) == (421.6, 2112, 8.93, 0, 3)
     assert "non_200" not in measure.parse_wrk(out.replace("airlock-bench answers other than 200: 3\n", ""))
+
+
+def test_the_refusal_figure_needs_each_run_refused_as_required():
+    """Bad input refused within 10 s is met only when every run also refused it as required
+    (naming the variable, before the tier plays, changed=0): a fast run that changed
+    something is no refusal."""
+    ok = rows(result())[measure.REFUSAL_FIGURE]
+    assert (ok["median"], ok["n"], ok["target"], ok["met"]) == (9.0, 2, "<= 10", True)
+
+    def changed_something(res):
+        res["converge"]["refused_as_required"] = [True, False]
+
+    assert rows(result(changed_something))[measure.REFUSAL_FIGURE]["met"] is False
+
+    def slow(res):
+        res["converge"]["refused"] = [8.0, 10.5]
+
+    assert rows(result(slow))[measure.REFUSAL_FIGURE]["met"] is False

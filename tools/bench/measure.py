@@ -20,7 +20,11 @@ alike. Each figure is repeated; the table gives the median and the spread (min-m
 What is measured, and how:
   converge   site.yml on a freshly created lab (lab_down + lab_up first), wall time;
              then site.yml again (must report changed=0), then drift: a hand edit of the
-             proxy's nginx.conf repaired by `site.yml --tags nginx_proxy` (must change it back).
+             proxy's nginx.conf repaired by `site.yml --tags nginx_proxy` (must change it back);
+             then refusal: site.yml with one bad server-tier value (airlock_ntp_servers, which
+             only the server's checks read, so the proxy's preflight passes first: the slowest
+             refusal), start to exit; it must fail naming airlock_ntp_servers, before the tier
+             plays, with changed=0 on every host.
   proxy      wrk (HTTP/1.1 keep-alive) from the proxy host's network namespace: once straight
              to the upstream (the server's port), once through nginx on that host (TLS + Basic
              login on every request) to the same upstream. wrk is one client, which the proxy
@@ -79,6 +83,11 @@ BAN_JAIL = "nginx-http-auth"
 ALERT_LOG = "/var/log/airlock/alerts.jsonl"
 DRIFT_FILE = "/etc/nginx/nginx.conf"
 DRIFT_MARK = "# airlock-bench hand edit"
+# A bad server-tier value: only the server's checks read it, so the proxy's preflight runs
+# whole before the refusal (the slowest case).
+BAD_NAME = "airlock_ntp_servers"
+BAD_INPUT = {BAD_NAME: ["time.example.org"]}
+REFUSAL_FIGURE = "bad input refused (a server-tier value, site.yml start to exit)"
 
 SCHEMES = {  # nginx_proxy's htpasswd schemes -> crypt(3) setting prefix
     "sha512_crypt": "$6$rounds={rounds}$",
@@ -198,7 +207,7 @@ class Lab:
     def password(self) -> str:
         return (ROOT / f".{self.name}" / "admin.password").read_text().strip()
 
-    def playbook(self, label: str, *args: str, timeout: int = 1800) -> dict:
+    def playbook(self, label: str, *args: str, timeout: int = 1800, must_fail: bool = False) -> dict:
         env = {**os.environ, **self.env, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
                "ANSIBLE_NOCOLOR": "1", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "25"}
         start = time.monotonic()
@@ -206,14 +215,17 @@ class Lab:
                              timeout=timeout)
         secs = time.monotonic() - start
         (self.logdir / f"{label}.log").write_text(res.stdout + res.stderr)
-        if res.returncode != 0:
+        if must_fail and res.returncode == 0:
+            raise RuntimeError(f"ansible-playbook {' '.join(args)} passed; it must fail (log {label}.log)")
+        if res.returncode != 0 and not must_fail:
             tail = "\n".join((res.stdout + res.stderr).splitlines()[-40:])
             raise RuntimeError(f"ansible-playbook {' '.join(args)} failed (log {label}.log):\n{tail}")
         recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2])} for m in RECAP.findall(res.stdout)}
         tasks = [{"task": m.group("task").strip(), "secs": float(m.group("secs"))}
                  for m in PROFILE_LINE.finditer(res.stdout)]
         return {"secs": secs, "recap": recap, "module_runs": module_runs(res.stdout), "changed": sum(r["changed"] for r in recap.values()),
-                "ok": sum(r["ok"] for r in recap.values()), "top_tasks": tasks}
+                "ok": sum(r["ok"] for r in recap.values()), "top_tasks": tasks,
+                **({"output": res.stdout + res.stderr} if must_fail else {})}
 
     def pid(self, host: str) -> str:
         return docker("inspect", "-f", "{{.State.Pid}}", self.container(host)).strip()
@@ -222,7 +234,8 @@ class Lab:
 # --------------------------------------------------------------------------- converge figures
 def bench_converge(lab: Lab, reps: int, fresh: bool) -> dict:
     """fresh: each repetition rebuilds the lab and times the first converge."""
-    out = {"converge": [], "rerun": [], "drift": [], "rerun_changed": [], "drift_changed": [], "runs": []}
+    out = {"converge": [], "rerun": [], "drift": [], "rerun_changed": [], "drift_changed": [], "runs": [],
+           "refused": [], "refused_as_required": []}
     for i in range(1, reps + 1):
         if fresh:
             log(f"converge {i}/{reps}: rebuilding lab {lab.name}")
@@ -246,6 +259,17 @@ def bench_converge(lab: Lab, reps: int, fresh: bool) -> dict:
         log(f"  drift fix {r['secs']:.1f} s (changed={r['changed']}, repaired={repaired})")
         if not repaired:
             raise RuntimeError("site.yml --tags nginx_proxy did not repair the hand edit")
+        r = lab.playbook(f"refused-{i}", "site.yml", "-e", json.dumps(BAD_INPUT), must_fail=True)
+        text = r.pop("output")
+        as_required = (BAD_NAME in text and "PLAY [Proxy tier" not in text and r["changed"] == 0
+                       and len(r["recap"]) >= 2)
+        out["refused"].append(r["secs"])
+        out["refused_as_required"].append(as_required)
+        out["runs"].append({"phase": "refused", "rep": i, **r})
+        log(f"  bad input refused in {r['secs']:.1f} s (as required: {as_required})")
+        if not as_required:
+            raise RuntimeError(f"the bad input was not refused as required: naming {BAD_NAME}, before the "
+                               f"tier plays, changed=0 (log refused-{i}.log)")
     return out
 
 
@@ -1197,6 +1221,13 @@ def figures(res: dict) -> list[dict]:
                     f"changed per run: {c.get('drift_changed')}"))
     s = summary([d / r for d, r in zip(drift, rerun)])
     rows.append(row("drift fix / full rerun", s, "x", "<= 0.10", s["n"] > 0 and s["median"] <= 0.10, 3))
+    refused = c.get("refused", [])
+    if refused:
+        s = summary(refused)
+        rows.append(row(REFUSAL_FIGURE, s, "s", "<= 10", s["max"] <= 10 and all(c["refused_as_required"]), 1,
+                        f"each run named {BAD_NAME}, stopped before the tier plays, changed=0 on every host"))
+    else:
+        rows.append(not_measured(REFUSAL_FIGURE, "s", "<= 10", "no converge phase in this run"))
 
     tc = res.get("task_cost", {})
     if tc.get("raw"):
