@@ -3,7 +3,8 @@
 
 This is NOT OpenHands. It honours the part of the OpenHands V1 server contract that the
 airlock deployment relies on, so that the deployment and the egress firewall can be
-tested where the official image cannot be pulled. Python standard library only.
+tested where the official image cannot be pulled. Python standard library, and the
+Docker SDK (as OpenHands uses it) for the sandboxes in server mode.
 
 Two modes:
 
@@ -53,7 +54,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import http.server
 import json
 import os
@@ -256,38 +256,22 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 # --------------------------------------------------------------------------- docker API
-class DockerConnection(http.client.HTTPConnection):
-    def __init__(self, path: str = "/var/run/docker.sock"):
-        super().__init__("localhost", timeout=30)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self.path)
+# The Docker SDK (docker-py, the distribution's python3-docker in the image), as OpenHands'
+# own Docker sandbox service uses it. Imported on first use: the probes above import this
+# module on hosts that have no SDK.
+_DOCKER = None
 
 
-def docker(method: str, url: str, body=None):
-    conn = DockerConnection()
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    conn.request(method, url, body=json.dumps(body) if body is not None else None, headers=headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    return resp.status, data
+def docker_sdk():
+    import docker  # noqa: PLC0415 (server mode only)
+    return docker
 
 
-def demux_logs(data: bytes) -> str:
-    """Docker multiplexes stdout/stderr of non-TTY containers in 8-byte-framed chunks."""
-    out, pos = [], 0
-    while pos + 8 <= len(data):
-        stream, size = data[pos], struct.unpack("!I", data[pos + 4:pos + 8])[0]
-        if stream not in (0, 1, 2):
-            return data.decode("utf-8", "replace")
-        if stream == 1:
-            out.append(data[pos + 8:pos + 8 + size])
-        pos += 8 + size
-    return b"".join(out).decode("utf-8", "replace")
+def docker_client():
+    global _DOCKER
+    if _DOCKER is None:
+        _DOCKER = docker_sdk().from_env(timeout=30)
+    return _DOCKER
 
 
 # --------------------------------------------------------------------------- server mode
@@ -403,33 +387,25 @@ def start_sandbox(probe_urls: list[str]) -> tuple[int, dict]:
         f"STANDIN_PROBE_URLS={','.join(probe_urls)}",
         f"STANDIN_SANDBOX_NAME={name}",
         f"STANDIN_WEBHOOK_URL=http://host.docker.internal:{callback}/api/v1/webhooks/events"]
-    spec = {
-        "Image": f"{repo}:{tag}",
-        "Cmd": ["python3", "/opt/standin/standin.py", "sandbox"],
-        "Env": env,
-        "Labels": {"airlock.stand-in": "sandbox"},
-        "WorkingDir": WORKING_DIR,
-        "ExposedPorts": {f"{p}/tcp": {} for p in SANDBOX_PORTS},
+    try:
         # Like V1: every port on a random host port, on all interfaces, and the host's
         # bridge gateway as host.docker.internal.
-        "HostConfig": {"PortBindings": {f"{p}/tcp": [{"HostPort": ""}] for p in SANDBOX_PORTS},
-                       "ExtraHosts": ["host.docker.internal:host-gateway"]},
-    }
-    status, data = docker("POST", f"/containers/create?name={name}", spec)
-    if status != 201:
-        return 502, {"error": f"docker create: {status} {data.decode(errors='replace')}"}
-    cid = json.loads(data)["Id"]
-    status, data = docker("POST", f"/containers/{cid}/start")
-    if status not in (204, 304):
-        return 502, {"error": f"docker start: {status} {data.decode(errors='replace')}"}
-    return 201, sandbox_info(cid)
+        container = docker_client().containers.run(
+            f"{repo}:{tag}", ["python3", "/opt/standin/standin.py", "sandbox"], name=name, detach=True,
+            environment=env, labels={"airlock.stand-in": "sandbox"}, working_dir=WORKING_DIR,
+            ports={f"{p}/tcp": None for p in SANDBOX_PORTS},
+            extra_hosts={"host.docker.internal": "host-gateway"})
+    except docker_sdk().errors.DockerException as exc:
+        return 502, {"error": f"docker run: {exc}"}
+    return 201, sandbox_info(container.id)
 
 
 def sandbox_info(cid: str) -> dict:
-    status, data = docker("GET", f"/containers/{cid}/json")
-    if status != 200:
-        return {"error": f"docker inspect: {status}"}
-    info = json.loads(data)
+    api = docker_client().api
+    try:
+        info = api.inspect_container(cid)
+    except docker_sdk().errors.DockerException as exc:
+        return {"error": f"docker inspect: {exc}"}
     ports = {}
     for key, binds in (info["NetworkSettings"].get("Ports") or {}).items():
         if binds:
@@ -439,9 +415,9 @@ def sandbox_info(cid: str) -> dict:
     running = info["State"]["Running"]
     urls = exposed_urls(ports, session_api_key) if running else []
     agent_url = next((u["url"] for u in urls if u["name"] == "AGENT_SERVER"), None)
-    _, logs = docker("GET", f"/containers/{cid}/logs?stdout=1&stderr=0")
+    logs = api.logs(cid, stdout=True, stderr=False).decode("utf-8", "replace")
     report = None
-    for line in demux_logs(logs).splitlines():
+    for line in logs.splitlines():
         if line.startswith("STANDIN-REPORT "):
             report = json.loads(line[len("STANDIN-REPORT "):])
     return {
@@ -509,8 +485,13 @@ class AppHandler(Handler):
     def do_DELETE(self):  # noqa: N802
         path = self.path.split("?")[0]
         if path.startswith("/api/stand-in/sandboxes/"):
-            status, _ = docker("DELETE", f"/containers/{path.rsplit('/', 1)[1]}?force=1")
-            return self.reply(200 if status == 204 else 502, {"docker_status": status})
+            try:
+                docker_client().api.remove_container(path.rsplit("/", 1)[1], force=True)
+            except docker_sdk().errors.NotFound as exc:
+                return self.reply(404, {"error": f"docker remove: {exc}"})
+            except docker_sdk().errors.DockerException as exc:
+                return self.reply(502, {"error": f"docker remove: {exc}"})
+            return self.reply(200, {"removed": True})
         return self.reply(404, {"error": "not found"})
 
 def serve_app() -> None:
