@@ -531,3 +531,30 @@ def test_the_aws_inventory_refuses_a_self_signed_certificate_until_acknowledged(
         assert res.returncode != 0
         assert "nginx_proxy_tls_mode is selfsigned and nginx_proxy_selfsigned_acknowledged is false" in out, out[-3000:]
         assert "PLAY [Proxy tier" not in out
+
+
+GATE = "End the play when the run's tags select none of this tier's roles"
+
+
+@pytest.mark.parametrize("tags,limit,plays", [
+    ("nginx_proxy", "openhands", ["OpenHands server tier"]),     # a proxy drift fix: the server's play
+    ("egress_firewall_ruleset", "proxy", ["Proxy tier"]),        # a server drift fix: the proxy's play
+    ("aws_network", "all", ["Proxy tier", "OpenHands server tier"]),  # neither tier's
+])
+def test_a_tier_play_ends_at_once_when_the_tags_select_none_of_its_roles(tmp_path, tags, limit, plays):
+    """A drift fix of one tier's role (`--tags nginx_proxy`) runs the other tier's play too:
+    that play ends at its first task instead of running its roles' argument checks and OS
+    values for nothing. Limited to the tier whose roles the tags do not select (and in check
+    mode), so this machine is never configured whatever the gate lets through.
+    (test_tier_roles.py::test_a_tier_is_selected_by_its_own_roles_tags is the control: a
+    tier's own tags select it.)"""
+    res = site(tmp_path, {}, "--tags", tags, "--limit", limit, "--check")
+    out = res.stdout
+    assert res.returncode == 0, out[-4000:] + res.stderr[-2000:]
+    for play in plays:
+        section = out.split(f"PLAY [{play}")[1].split("PLAY [")[0]
+        tasks = re.findall(r"^TASK \[(.*?)\]", section, re.M)
+        assert tasks and tasks[-1].endswith(GATE), f"{play}: the play went on after the gate: {tasks}"
+        # Nothing but the tier play's own first steps ran: no role of the tier started.
+        assert all(t.startswith(("End the tier play", "proxy_tier :", "server_tier :")) for t in tasks), tasks
+    assert all(n == 0 for n in changed(out).values()), out[-2000:]

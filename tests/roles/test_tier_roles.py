@@ -185,3 +185,27 @@ def test_the_maintenance_window_opens_for_the_server_tier_tags_only(tmp_path, ta
                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"selected={selected}" in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("tier,tags,selected", [
+    ("proxy_tier", [], True), ("proxy_tier", ["proxy_tier"], True), ("proxy_tier", ["nginx_proxy"], True),
+    ("proxy_tier", ["nginx_proxy_tls"], True), ("proxy_tier", ["package_relay"], True), ("proxy_tier", ["auditd_rules"], True),
+    ("proxy_tier", ["egress_firewall"], False), ("proxy_tier", ["server_tier"], False), ("proxy_tier", ["llm_gateway"], False),
+    ("proxy_tier", ["aws_network"], False), ("proxy_tier", ["egress_firewall", "fail2ban"], True),
+    ("server_tier", ["nginx_proxy"], False), ("server_tier", ["openhands_images"], True),
+    ("server_tier", ["monitoring"], True)])
+def test_a_tier_is_selected_by_its_own_roles_tags(tmp_path, tier, tags, selected):
+    """__<tier>_selected, which ends a tier's play at its first task when false: true for a
+    whole run, the tier's tag, and any tag or sub-tag of one of its roles; false for the
+    other tier's roles alone."""
+    playbook = tmp_path / "pb.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"ansible.builtin.include_vars": str(ROOT / "roles" / tier / "vars" / "main.yml"), "tags": ["always"]},
+        {"ansible.builtin.debug": {"msg": f"selected={{{{ __{tier}_selected | bool }}}}"}, "tags": ["always"],
+         "vars": {"server_tier_dns_resolver": True, "proxy_tier_package_relay": True}}]}]))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    args = ["--tags", ",".join(tags)] if tags else []
+    out = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", *args, str(playbook)],
+                         capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"selected={selected}" in out.stdout, out.stdout
