@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Tiny authoritative DNS responder for tests (stand-in; Python standard library only).
+"""Tiny authoritative DNS responder for tests (stand-in; messages read and written with
+dnspython, the distribution's python3-dnspython).
 
 Answers A and AAAA queries over UDP from a JSON file mapping names to addresses, read
 again on every query, so a test changes an answer by rewriting the file:
@@ -16,34 +17,39 @@ import argparse
 import ipaddress
 import json
 import socket
-import struct
 
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
 
-def parse_question(data: bytes) -> tuple[str, int, int]:
-    pos, labels = 12, []
-    while data[pos]:
-        labels.append(data[pos + 1:pos + 1 + data[pos]].decode("ascii", "replace"))
-        pos += data[pos] + 1
-    qtype = struct.unpack("!H", data[pos + 1:pos + 3])[0]
-    return ".".join(labels).lower(), qtype, pos + 5
+TTL = 5
 
 
 def answer(data: bytes, records_file: str) -> bytes:
-    qid, flags = struct.unpack("!HH", data[:4])
-    name, qtype, qend = parse_question(data)
+    query = dns.message.from_wire(data)
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.AA
+    if not query.question:
+        response.set_rcode(dns.rcode.FORMERR)
+        return response.to_wire()
+    question = query.question[0]
+    name = question.name.to_text(omit_final_dot=True).lower()
     try:
         with open(records_file, encoding="utf-8") as fh:
             records = {k.lower().rstrip("."): v for k, v in json.load(fh).items()}
     except (OSError, ValueError):
         records = {}
-    addresses = [ipaddress.ip_address(a) for a in records.get(name, [])]
-    wanted = [a for a in addresses if (qtype == 1 and a.version == 4) or (qtype == 28 and a.version == 6)]
-    rcode = 0 if name in records else 3
-    header = struct.pack("!HHHHHH", qid, 0x8400 | (flags & 0x0100) | rcode, 1, len(wanted), 0, 0)
-    out = header + data[12:qend]
-    for addr in wanted:
-        out += struct.pack("!HHHIH", 0xC00C, qtype, 1, 5, len(addr.packed)) + addr.packed
-    return out
+    if name not in records:
+        response.set_rcode(dns.rcode.NXDOMAIN)
+        return response.to_wire()
+    version = {dns.rdatatype.A: 4, dns.rdatatype.AAAA: 6}.get(question.rdtype)
+    wanted = [str(a) for a in map(ipaddress.ip_address, records[name]) if a.version == version]
+    if wanted:
+        response.answer.append(dns.rrset.from_text_list(question.name, TTL, "IN", question.rdtype, wanted))
+    return response.to_wire()
 
 
 def main() -> None:
@@ -59,7 +65,7 @@ def main() -> None:
         data, peer = sock.recvfrom(4096)
         try:
             sock.sendto(answer(data, args.records), peer)
-        except (IndexError, struct.error, ValueError):
+        except (dns.exception.DNSException, ValueError):
             continue
 
 

@@ -3,8 +3,9 @@
 
 This is NOT OpenHands. It honours the part of the OpenHands V1 server contract that the
 airlock deployment relies on, so that the deployment and the egress firewall can be
-tested where the official image cannot be pulled. Python standard library, and the
-Docker SDK (as OpenHands uses it) for the sandboxes in server mode.
+tested where the official image cannot be pulled. Python standard library, the
+Docker SDK (as OpenHands uses it) for the sandboxes in server mode, and dnspython for
+the DNS probe.
 
 Two modes:
 
@@ -57,7 +58,6 @@ import hashlib
 import http.server
 import json
 import os
-import random
 import signal
 import socket
 import socketserver
@@ -140,37 +140,23 @@ def probe_udp(host: str, port: int, timeout: float = 3.0) -> dict:
 
 
 def dns_query(server: str, name: str, qtype: int = 1, timeout: float = 3.0) -> dict:
-    qid = random.randint(0, 0xFFFF)
-    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\0"
-    packet = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", qtype, 1)
-    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    """One query over UDP with dnspython (the distribution's python3-dnspython: in the image,
+    and on the hosts that run these probes); imported here, so that the other probes run
+    on a host without it."""
+    import dns.message  # noqa: PLC0415
+    import dns.query  # noqa: PLC0415
+    import dns.rdatatype  # noqa: PLC0415
+
+    query = dns.message.make_query(name, qtype)
     try:
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(timeout)
-            sock.sendto(packet, (server, 53))
-            data, _ = sock.recvfrom(4096)
+        # dnspython checks that the answer is the response to this query (id and question).
+        response = dns.query.udp(query, server, timeout=timeout)
     except Exception as exc:  # noqa: BLE001
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    rid, flags, _qd, ancount = struct.unpack("!HHHH", data[:8])
-    rcode = flags & 0xF
-    answers = []
-    pos = 12 + len(qname) + 4
-    for _ in range(ancount):
-        if data[pos] & 0xC0 == 0xC0:
-            pos += 2
-        else:
-            while data[pos]:
-                pos += data[pos] + 1
-            pos += 1
-        rtype, _rclass, _ttl, rdlen = struct.unpack("!HHIH", data[pos:pos + 10])
-        pos += 10
-        rdata = data[pos:pos + rdlen]
-        pos += rdlen
-        if rtype == 1:
-            answers.append(socket.inet_ntop(socket.AF_INET, rdata))
-        elif rtype == 28:
-            answers.append(socket.inet_ntop(socket.AF_INET6, rdata))
-    return {"ok": rid == qid and rcode == 0, "rcode": rcode, "answers": answers}
+    answers = [rdata.address for rrset in response.answer
+               if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) for rdata in rrset]
+    rcode = response.rcode()
+    return {"ok": rcode == 0, "rcode": int(rcode), "answers": answers}
 
 
 def probe_ping(host: str) -> dict:
