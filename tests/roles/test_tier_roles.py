@@ -31,6 +31,22 @@ def tier_vars(tier: str) -> dict:
     return yaml.safe_load((ROOT / "roles" / tier / "vars" / "main.yml").read_text())
 
 
+def tier_value(tmp_path: Path, tier: str, expression: str, tags: list[str]) -> str:
+    """What `expression` (Jinja, over the tier's vars/main.yml) renders to in a run with these
+    tags (`--tags`, none for a whole run), with the tier's role switches on."""
+    playbook = tmp_path / "pb.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"ansible.builtin.include_vars": str(ROOT / "roles" / tier / "vars" / "main.yml"), "tags": ["always"]},
+        {"ansible.builtin.debug": {"msg": f"value=<{{{{ {expression} }}}}>"}, "tags": ["always"],
+         "vars": {"server_tier_dns_resolver": True, "proxy_tier_package_relay": True}}]}]))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    args = ["--tags", ",".join(tags)] if tags else []
+    out = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", *args, str(playbook)],
+                         capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return re.search(r"value=<(.*?)>", out.stdout).group(1)
+
+
 def imported_roles(tasks: list) -> list[str]:
     """Role names of the import_role tasks, in order, blocks included."""
     found = []
@@ -153,19 +169,9 @@ def test_each_roles_checks_carry_the_role_tag_and_every_sub_tag():
 def test_the_preflight_checks_the_roles_the_runs_tags_select(tmp_path, tier, tags, checked):
     """__<tier>_checked_roles, which the preflight's loop uses: every enabled role for a whole
     run, the tier's tag or the check alone; else the roles the tags name, by tag or sub-tag."""
-    playbook = tmp_path / "pb.yml"
-    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
-        {"ansible.builtin.include_vars": str(ROOT / "roles" / tier / "vars" / "main.yml"), "tags": ["always"]},
-        {"ansible.builtin.debug": {"msg": f"checked={{{{ __{tier}_checked_roles | join(',') }}}};"}, "tags": ["always"],
-         "vars": {"server_tier_dns_resolver": True, "proxy_tier_package_relay": True}}]}]))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    args = ["--tags", ",".join(tags)] if tags else []
-    out = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", *args, str(playbook)],
-                         capture_output=True, text=True, cwd=ROOT, env=env, check=False)
-    assert out.returncode == 0, out.stdout + out.stderr
-    shown = [r for r in re.search(r"checked=([\w,]*);", out.stdout).group(1).split(",") if r]
+    shown = [r for r in tier_value(tmp_path, tier, f"__{tier}_checked_roles | join(',')", tags).split(",") if r]
     expected = tier_vars(tier)[f"__{tier}_roles"] if checked == "all" else checked
-    assert sorted(shown) == sorted(expected), out.stdout
+    assert sorted(shown) == sorted(expected), shown
 
 
 @pytest.mark.parametrize("tags,selected", [
@@ -174,17 +180,7 @@ def test_the_preflight_checks_the_roles_the_runs_tags_select(tmp_path, tier, tag
     (["nginx_proxy_tls"], False), (["proxy_tier"], False), (["airlock_preflight"], False),
     (["nginx_proxy", "llm_gateway"], True)])
 def test_the_maintenance_window_opens_for_the_server_tier_tags_only(tmp_path, tags, selected):
-    playbook = tmp_path / "pb.yml"
-    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
-        {"ansible.builtin.include_vars": str(ROOT / "roles/server_tier/vars/main.yml"), "tags": ["always"]},
-        {"ansible.builtin.debug": {"msg": "selected={{ __server_tier_selected | bool }}"}, "tags": ["always"],
-         "vars": {"server_tier_dns_resolver": True}}]}]))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    args = ["--tags", ",".join(tags)] if tags else []
-    out = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", *args, str(playbook)],
-                         capture_output=True, text=True, cwd=ROOT, env=env, check=False)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert f"selected={selected}" in out.stdout, out.stdout
+    assert tier_value(tmp_path, "server_tier", "__server_tier_selected | bool", tags) == str(selected)
 
 
 @pytest.mark.parametrize("tier,tags,selected", [
@@ -198,14 +194,4 @@ def test_a_tier_is_selected_by_its_own_roles_tags(tmp_path, tier, tags, selected
     """__<tier>_selected, which ends a tier's play at its first task when false: true for a
     whole run, the tier's tag, and any tag or sub-tag of one of its roles; false for the
     other tier's roles alone."""
-    playbook = tmp_path / "pb.yml"
-    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
-        {"ansible.builtin.include_vars": str(ROOT / "roles" / tier / "vars" / "main.yml"), "tags": ["always"]},
-        {"ansible.builtin.debug": {"msg": f"selected={{{{ __{tier}_selected | bool }}}}"}, "tags": ["always"],
-         "vars": {"server_tier_dns_resolver": True, "proxy_tier_package_relay": True}}]}]))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    args = ["--tags", ",".join(tags)] if tags else []
-    out = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", *args, str(playbook)],
-                         capture_output=True, text=True, cwd=ROOT, env=env, check=False)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert f"selected={selected}" in out.stdout, out.stdout
+    assert tier_value(tmp_path, tier, f"__{tier}_selected | bool", tags) == str(selected)
