@@ -136,6 +136,17 @@ def test_a_tier_play_ends_after_the_preflight_only_when_the_check_alone_was_aske
     assert ("went on" not in res.stdout) == ends, res.stdout
 
 
+def assert_refused_naming(res: subprocess.CompletedProcess, variable: str, role_variable: str, airlock: str) -> None:
+    """Refused in the preflight (the proxy tier's play never started, nothing changed),
+    naming the role's variable and the airlock_* value the shared mapping sets it from."""
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert variable in out, out[-4000:]
+    assert re.search(rf"{role_variable} is set from [a-z0-9_, ]*\b{airlock}\b", out), out[-4000:]
+    assert "PLAY [Proxy tier" not in out, "the proxy tier's play started before the input was refused"
+    assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
+
+
 @pytest.mark.parametrize("extra,variable,role_variable", [
     ({"airlock_ntp_servers": ["time.example.org"]}, "egress_firewall_ntp_servers", "egress_firewall_ntp_servers"),
     ({"airlock_openhands_port": 0}, "openhands_port", "openhands_port"),
@@ -152,13 +163,7 @@ def test_a_server_tier_mistake_stops_the_run_before_the_proxy_changes(tmp_path, 
     # should it ever let a mistake through, the later plays run their always-tagged tasks
     # alone (checks and facts), so this machine is never configured by the test.
     res = site(tmp_path, extra, "--tags", "airlock_preflight")
-    out = res.stdout + res.stderr
-    assert res.returncode != 0
-    assert variable in out, out[-4000:]
-    (airlock,) = extra
-    assert re.search(rf"{role_variable} is set from [a-z0-9_, ]*\b{airlock}\b", out), out[-4000:]
-    assert "PLAY [Proxy tier" not in out, "the proxy tier's play started before the input was refused"
-    assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
+    assert_refused_naming(res, variable, role_variable, *extra)
 
 
 @pytest.mark.parametrize("extra,variable,role_variable", [
@@ -169,13 +174,7 @@ def test_a_proxy_tier_mistake_names_the_airlock_value_behind_it(tmp_path, extra,
     """The same for the proxy tier's roles: the airlock_* value (given with -e here, so the
     proxy sees it) is named beside the role's variable, and nothing changes."""
     res = site(tmp_path, {}, "--tags", "airlock_preflight", "-e", json.dumps(extra))
-    out = res.stdout + res.stderr
-    assert res.returncode != 0
-    assert variable in out, out[-4000:]
-    (airlock,) = extra
-    assert re.search(rf"{role_variable} is set from [a-z0-9_, ]*\b{airlock}\b", out), out[-4000:]
-    assert "PLAY [Proxy tier" not in out, "the proxy tier's play started before the input was refused"
-    assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
+    assert_refused_naming(res, variable, role_variable, *extra)
 
 
 @pytest.mark.parametrize("tier,values,message", [
