@@ -77,7 +77,7 @@ def engine(tmp_path):
     bin_.mkdir()
     rec = tmp_path / "ran"
     fake_bin(bin_, "docker", f'[ -e "{tmp_path}/up" ]')
-    fake_bin(bin_, "dockerd", f'echo dockerd >>"{rec}"\n'
+    fake_bin(bin_, "dockerd", f'echo "dockerd $*" | sed "s/ *$//" >>"{rec}"\n'
              f'if [ "$UP" = 1 ]; then touch "{tmp_path}/up"; exit 0; fi\n'
              'echo "failed to start daemon: simulated storage failure (dockerd log)" >&2; exit 1')
     fake_bin(bin_, "systemctl", f'echo "systemctl $*" >>"{rec}"\n'
@@ -87,15 +87,18 @@ def engine(tmp_path):
              'echo "dockerd[42]: failed to start daemon: simulated storage failure (journal)"')
     systemd_dir = tmp_path / "run-systemd-system"
 
-    def start(systemd: bool, up: bool):
+    def start(systemd: bool, up: bool, runtime: str = "runc", extra_env: dict | None = None):
         if systemd:
             systemd_dir.mkdir(exist_ok=True)
         res = run([BASH, str(ENSURE_DOCKER)], env={
             "PATH": f"{bin_}:{os.environ['PATH']}", "UP": "1" if up else "0",
             "AIRLOCK_DOCKERD_LOG": str(tmp_path / "dockerd.log"), "AIRLOCK_DOCKER_WAIT": "2",
-            "AIRLOCK_SYSTEMD_DIR": str(systemd_dir),
+            "AIRLOCK_SYSTEMD_DIR": str(systemd_dir), "AIRLOCK_CONTAINER_RUNTIME": runtime,
+            **(extra_env or {}),
         })
         return res, (rec.read_text().splitlines() if rec.exists() else [])
+    start.bin = bin_
+    start.rec = rec
     return start
 
 
@@ -128,6 +131,103 @@ def test_starts_the_docker_engine(engine, systemd):
     assert ran == (["systemctl start docker.service"] if systemd else ["dockerd"])
 
 
+# --- the container runtime and the cgroup controllers it needs ------------------------------
+
+# This machine's kind (cgroup v1, hybrid): cpu and cpuacct mounted apart, perf_event, hugetlb
+# and net_cls/net_prio enabled but mounted nowhere on the host.
+PROC_CGROUPS = """#subsys_name\thierarchy\tnum_cgroups\tenabled
+cpuset\t3\t12\t1
+cpu\t1\t12\t1
+cpuacct\t2\t12\t1
+blkio\t7\t12\t1
+memory\t4\t511\t1
+devices\t5\t12\t1
+freezer\t6\t12\t1
+net_cls\t10\t12\t1
+perf_event\t13\t12\t1
+net_prio\t10\t12\t1
+hugetlb\t11\t12\t1
+pids\t8\t12\t1
+rdma\t0\t1\t0
+"""
+MOUNTS = "".join(f"cgroup /sys/fs/cgroup/{c} cgroup rw,nosuid,nodev,noexec,relatime,{c} 0 0\n"
+                 for c in ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids")) + \
+    "cgroup /sys/fs/cgroup/systemd cgroup rw,relatime,xattr,name=systemd 0 0\n" \
+    "cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n"
+
+
+@pytest.fixture
+def cgroups(tmp_path):
+    """A stand-in /proc and cgroup root, and a `mount` that records its arguments (and fails
+    for the controllers listed in the file `refuse`)."""
+    proc, root = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    root.mkdir()
+    (proc / "cgroups").write_text(PROC_CGROUPS)
+    (proc / "self" / "mounts").write_text(MOUNTS)
+    bin_ = tmp_path / "cgbin"
+    bin_.mkdir()
+    log = tmp_path / "mount.log"
+    fake_bin(bin_, "mount", f'echo "$*" >>"{log}"\n'
+             f'for c in $(cat "{tmp_path}/refuse" 2>/dev/null); do case "$*" in *"-o $c "*) exit 32 ;; esac; done')
+
+    def mounts():
+        return log.read_text().splitlines() if log.exists() else []
+    return {"AIRLOCK_PROC": str(proc), "AIRLOCK_CGROUP_ROOT": str(root), "bin": bin_,
+            "root": root, "mounts": mounts, "refuse": tmp_path / "refuse"}
+
+
+def cgroup_env(cg) -> dict:
+    return {"AIRLOCK_PROC": cg["AIRLOCK_PROC"], "AIRLOCK_CGROUP_ROOT": cg["AIRLOCK_CGROUP_ROOT"]}
+
+
+def test_the_engine_runs_crun_with_every_enabled_controller_mounted(engine, cgroups):
+    fake_bin(engine.bin, "crun", "exit 0")
+    res, ran = engine(systemd=False, up=True, runtime="crun",
+                      extra_env={**cgroup_env(cgroups), "PATH": f"{engine.bin}:{cgroups['bin']}:{os.environ['PATH']}"})
+    assert res.returncode == 0, res.stderr
+    assert ran == [f"dockerd --add-runtime crun={engine.bin}/crun --default-runtime crun"]
+    root = cgroups["root"]
+    # The enabled controllers mounted nowhere, grouped as systemd groups them; rdma (disabled) left out.
+    assert cgroups["mounts"]() == [f"-t cgroup -o {g} cgroup {root}/{g}" for g in ("net_cls,net_prio", "perf_event", "hugetlb")]
+    assert os.readlink(root / "net_cls") == os.readlink(root / "net_prio") == "net_cls,net_prio"
+    assert "runtime crun" in res.stdout
+
+
+def test_the_controllers_are_mounted_once(cgroups):
+    """Every enabled controller already mounted: nothing to do (a second setup on the machine)."""
+    (Path(cgroups["AIRLOCK_PROC"]) / "self" / "mounts").write_text(MOUNTS + "".join(
+        f"cgroup /sys/fs/cgroup/{c} cgroup rw,relatime,{c} 0 0\n" for c in ("net_cls,net_prio", "perf_event", "hugetlb")))
+    res = run([BASH, str(ROOT / "tools" / "testbed" / "cgroup-v1-mounts.sh")],
+              env={**cgroup_env(cgroups), "PATH": f"{cgroups['bin']}:{os.environ['PATH']}"})
+    assert res.returncode == 0, res.stderr
+    assert cgroups["mounts"]() == []
+
+
+def test_a_unified_host_needs_no_controller_mounted(cgroups):
+    (Path(cgroups["AIRLOCK_PROC"]) / "self" / "mounts").write_text("cgroup2 /sys/fs/cgroup cgroup2 rw,relatime 0 0\n")
+    res = run([BASH, str(ROOT / "tools" / "testbed" / "cgroup-v1-mounts.sh")],
+              env={**cgroup_env(cgroups), "PATH": f"{cgroups['bin']}:{os.environ['PATH']}"})
+    assert res.returncode == 0 and cgroups["mounts"]() == [], res.stderr
+
+
+def test_a_controller_that_cannot_be_mounted_leaves_the_engine_on_runc(engine, cgroups):
+    fake_bin(engine.bin, "crun", "exit 0")
+    cgroups["refuse"].write_text("perf_event")
+    res, ran = engine(systemd=False, up=True, runtime="crun",
+                      extra_env={**cgroup_env(cgroups), "PATH": f"{engine.bin}:{cgroups['bin']}:{os.environ['PATH']}"})
+    assert res.returncode == 0, res.stderr
+    assert ran == ["dockerd"]
+    assert "perf_event" in res.stderr and "the engine uses runc" in res.stderr
+
+
+def test_runc_when_asked_for_or_without_crun(engine, cgroups):
+    fake_bin(engine.bin, "crun", "exit 0")
+    res, ran = engine(systemd=False, up=True, runtime="runc",
+                      extra_env={**cgroup_env(cgroups), "PATH": f"{engine.bin}:{cgroups['bin']}:{os.environ['PATH']}"})
+    assert res.returncode == 0 and ran == ["dockerd"] and cgroups["mounts"]() == [], res.stderr
+
+
 # --- the Debian packages the suite and the AWS path use ---------------------------------------
 
 def needs() -> list[tuple[str, str]]:
@@ -142,7 +242,7 @@ def test_the_package_list_covers_what_the_suite_runs():
     assert table["ssh-keygen"] == table["ssh"] == "openssh-client"
     for cmd, pkg in {"dockerd": "docker.io", "debootstrap": "debootstrap", "auditctl": "auditd",
                      "openssl": "openssl", "curl": "curl", "wrk": "wrk", "ip": "iproute2",
-                     "nft": "nftables", "restic": "restic", "pebble": "pebble"}.items():
+                     "nft": "nftables", "restic": "restic", "pebble": "pebble", "crun": "crun"}.items():
         assert table[cmd] == pkg
 
 

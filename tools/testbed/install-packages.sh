@@ -16,6 +16,7 @@ set -euo pipefail
 # what must exist (a command, or a file when it starts with /)   package   who needs it
 NEEDS='
 dockerd                                 docker.io             the lab, Molecule, e2e, the stand-in and real-server images
+crun                                    crun                  the container runtime of the test engine (tools/testbed/ensure-docker.sh)
 debootstrap                             debootstrap           tools/testbed/build-images.sh (base images, no registry)
 /usr/share/keyrings/debian-archive-keyring.gpg debian-archive-keyring debootstrap of Debian (else it switches to an https mirror)
 /etc/ssl/certs/ca-certificates.crt      ca-certificates       tools/realserver/build.sh (pip inside the image build)
