@@ -104,7 +104,7 @@ def fetch(tmp_path: Path, registry: dict, tag: str = "1.0", background: bool = F
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     argv = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
             "-e", f"ansible_python_interpreter={sys.executable}", str(tmp_path / "play.yml")]
-    if background:  # a session of its own: the test kills the run and its skopeo together
+    if background:  # a session of its own; the test kills it and every process below it (kill_tree)
         return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
     return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
@@ -172,6 +172,33 @@ def test_a_failed_copy_leaves_no_archive_and_the_rerun_completes_it(tmp_path, re
     got = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", remote], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert got == ids["openhands/openhands"]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below pid (read from /proc): Ansible starts each task's worker in a
+    session of its own, so killing the run's process group missed the worker and its skopeo,
+    which stayed behind for the rest of the suite."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    for each in [pid, *descendants(pid)]:
+        try:
+            os.kill(each, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class StallingProxy:
@@ -250,7 +277,7 @@ def test_a_run_killed_mid_copy_leaves_no_archive_and_the_rerun_completes_it(tmp_
             time.sleep(1)
             left = sorted(p.name for p in (tmp_path / "images").iterdir())
         finally:
-            os.killpg(run.pid, signal.SIGKILL)
+            kill_tree(run.pid)
             run.wait(timeout=30)
         assert left, "skopeo had written nothing: the kill proves nothing"
         assert not archive.exists(), f"a killed fetch left {archive.name} ({archive.stat().st_size} bytes): {left}"
