@@ -19,7 +19,7 @@ export PY_COLORS ?= 0
 JOBS ?= 2
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help setup lab lab-down test test-full lint unit roles aws host molecule e2e e2e-real e2e-ssh bench bench-smoke mutants
+.PHONY: help setup lab lab-down test test-full lint unit roles aws aws-full host molecule e2e e2e-real e2e-ssh bench bench-smoke mutants
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -65,6 +65,9 @@ roles: setup
 
 aws: setup
 	@tools/run-tests.sh aws
+
+aws-full: setup
+	@tools/run-tests.sh aws_full
 
 host: setup
 	@tools/run-tests.sh host
