@@ -327,3 +327,13 @@ def test_the_refusal_figure_needs_each_run_refused_as_required():
         res["converge"]["refused"] = [8.0, 10.5]
 
     assert rows(result(slow))[measure.REFUSAL_FIGURE]["met"] is False
+
+
+def test_the_machine_section_names_the_engines_container_runtime():
+    """Every docker exec's cost depends on the runtime (crun or runc): a figure read without it
+    could not be compared with a run on another engine. A result from before it was recorded
+    says so instead of guessing."""
+    text = report.render(result())
+    assert "(container runtime crun)" in text
+    older = result(lambda r: r["machine"].pop("docker_runtime"))
+    assert "(container runtime not recorded)" in report.render(older)

@@ -140,6 +140,8 @@ def machine() -> dict:
     except (OSError, AttributeError):
         pass
     dv = run(["docker", "version", "--format", "{{.Server.Version}}"], check=False).stdout.strip() or "unknown"
+    # The engine's default container runtime (crun or runc): every docker exec's cost depends on it.
+    runtime = run(["docker", "info", "--format", "{{.DefaultRuntime}}"], check=False).stdout.strip() or "unknown"
     wrk = shutil.which("wrk")
     wrk_v = run([wrk, "--version"], check=False).stdout.splitlines()[0].split(" [")[0] if wrk else "not installed"
     try:
@@ -160,6 +162,7 @@ def machine() -> dict:
         "kernel": platform.release(),
         "os": osr.get("PRETTY_NAME", platform.platform()),
         "docker": dv,
+        "docker_runtime": runtime,
         "python": platform.python_version(),
         "ansible": run([str(ROOT / ".venv" / "bin" / "ansible"), "--version"], check=False).stdout.split("\n")[0],
         "wrk": wrk_v,
