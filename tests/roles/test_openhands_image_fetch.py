@@ -81,7 +81,7 @@ def registry(tmp_path_factory):
     proc.terminate()
     proc.wait(timeout=10)
     for name, image in images.items():
-        for tag in ("1.0", "2.0"):
+        for tag in ("1.0", "2.0", "3.0"):  # 3.0: the killed-copy test's
             subprocess.run(["docker", "image", "rm", "-f", f"airlock/fetch-test-{name.split('/')[1]}:{tag}",
                             f"{image['remote']}:{tag}"], capture_output=True)
 
