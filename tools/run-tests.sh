@@ -17,11 +17,11 @@
 # container, from a clone under /root: tools/testbed/fresh-machine.sh), mutants_fast (the
 # fast subset of the mutation matrix, tools/mutants: run on the nginx_proxy scenario right
 # after its verify, before its destroy; alone, it brings the scenario up and down itself).
-# A whole run: lint, unit, roles, aws and host one after another beside the Molecule scenarios
+# A whole run: lint, unit, roles and host one after another beside the Molecule scenarios
 # (JOBS at a time, default 2) and the real server's image (realserver_image, cached by recipe,
 # at low priority); once the last scenario has started and a slot is free, the lab stages one
-# after another in that slot, beside the last scenario and what is left of the checks, which
-# then run at priority 19. reports/cpu.log samples the machine's
+# after another in that slot, beside the last scenario, what is left of the checks, which
+# then run at priority 19, and the AWS checks (aws), started then at priority 19. reports/cpu.log samples the machine's
 # CPU use over the run.
 # Logs go to reports/<stage>.log; a summary table ends the run.
 set -uo pipefail
@@ -255,7 +255,12 @@ if [ $# -eq 0 ]; then
   # for the CPU at every step: beside three other stages at the same priority it ran five to
   # six times slower than alone (a pool of every stage measured it), while the other stages
   # barely gained.
-  checks=(lint unit roles aws host)
+  checks=(lint unit roles host)
+  # The AWS checks start with the labs instead, at priority 19: a lab keeps one core of the two
+  # busy, and the checks that ran before it left the other core idle at the end of a run (the
+  # last CI: e2e_real alone for its last minutes), while they took CPU from the Molecule
+  # scenarios the labs wait for.
+  late=(aws)
   labs=(e2e_real)
   # The test command runs the lab matrix's fast subset: the real server's lab (e2e_real), where
   # a real OpenHands starts the sandboxes the isolation proofs run in. `full` adds its other
@@ -263,7 +268,9 @@ if [ $# -eq 0 ]; then
   # and the setup on a bare machine (fresh), which a CI run's own setup on its fresh machine
   # already is. The whole suite is about 80 minutes of both cores' time: it does not fit CI's
   # 90 minutes with room to spare.
-  [ "$full" = 1 ] && { checks+=(aws_full fresh); labs=(e2e e2e_real e2e_ssh bench); }
+  [ "$full" = 1 ] && { checks+=(fresh); late+=(aws_full); labs=(e2e e2e_real e2e_ssh bench); }
+  # Without priorities (autogroups on, below) they stay in the checks' chain, before the labs.
+  [ "$overlap" = 1 ] || { checks+=("${late[@]}"); late=(); }
   { for s in "${checks[@]}"; do run_stage "$s" "stage_$s"; done; } &
   checks_pid=$!
   run_stage realserver_image stage_realserver_image &
@@ -278,9 +285,15 @@ if [ $# -eq 0 ]; then
   # nice reaches what competes here, with the autogroups off (above): the checks are host
   # processes beside the lab's controller (children inherit the priority); the lab's
   # containers are in Docker's cgroup, with the last scenario's (at the lab's priority).
+  late_pid=""
   if [ "$overlap" = 1 ]; then
     yield_cpu "$checks_pid"
     wait "$IMAGE_BUILD_PID"
+    if [ ${#late[@]} -gt 0 ]; then
+      echo "[$(date +%T)] the AWS checks start beside the labs, at priority 19: ${late[*]}"
+      { renice --priority 19 -p "$BASHPID" >/dev/null 2>&1; for s in "${late[@]}"; do run_stage "$s" "stage_$s"; done; } &
+      late_pid=$!
+    fi
   else
     echo "[$(date +%T)] the kernel's autogroups are on and cannot be switched off here: the labs wait for the checks"
     wait "$checks_pid" "$IMAGE_BUILD_PID"
@@ -288,6 +301,7 @@ if [ $# -eq 0 ]; then
   for s in "${labs[@]}"; do run_stage "$s" "stage_$s"; done
   [ ${#MOLECULE_PIDS[@]} -eq 0 ] || wait "${MOLECULE_PIDS[@]}" || true
   [ "$overlap" = 0 ] || wait "$checks_pid"
+  [ -z "$late_pid" ] || wait "$late_pid"
   kill "$sampler" 2>/dev/null
 else
   stage=$1; shift
