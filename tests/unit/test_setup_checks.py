@@ -98,7 +98,6 @@ def engine(tmp_path):
         })
         return res, (rec.read_text().splitlines() if rec.exists() else [])
     start.bin = bin_
-    start.rec = rec
     return start
 
 
@@ -177,14 +176,25 @@ def cgroups(tmp_path):
             "root": root, "mounts": mounts, "refuse": tmp_path / "refuse"}
 
 
-def cgroup_env(cg) -> dict:
-    return {"AIRLOCK_PROC": cg["AIRLOCK_PROC"], "AIRLOCK_CGROUP_ROOT": cg["AIRLOCK_CGROUP_ROOT"]}
+def cgroup_env(cg, first_bin: Path | None = None) -> dict:
+    """The stand-in trees, and the recording `mount` on PATH (after first_bin, when given)."""
+    bins = [str(b) for b in (first_bin, cg["bin"]) if b]
+    return {"AIRLOCK_PROC": cg["AIRLOCK_PROC"], "AIRLOCK_CGROUP_ROOT": cg["AIRLOCK_CGROUP_ROOT"],
+            "PATH": ":".join([*bins, os.environ["PATH"]])}
+
+
+def start_with_crun_installed(engine, cgroups, runtime: str):
+    """dockerd started by ensure-docker.sh (no systemd), with a crun on PATH."""
+    fake_bin(engine.bin, "crun", "exit 0")
+    return engine(systemd=False, up=True, runtime=runtime, extra_env=cgroup_env(cgroups, engine.bin))
+
+
+def mount_controllers(cgroups) -> subprocess.CompletedProcess:
+    return run([BASH, str(ROOT / "tools" / "testbed" / "cgroup-v1-mounts.sh")], env=cgroup_env(cgroups))
 
 
 def test_the_engine_runs_crun_with_every_enabled_controller_mounted(engine, cgroups):
-    fake_bin(engine.bin, "crun", "exit 0")
-    res, ran = engine(systemd=False, up=True, runtime="crun",
-                      extra_env={**cgroup_env(cgroups), "PATH": f"{engine.bin}:{cgroups['bin']}:{os.environ['PATH']}"})
+    res, ran = start_with_crun_installed(engine, cgroups, "crun")
     assert res.returncode == 0, res.stderr
     assert ran == [f"dockerd --add-runtime crun={engine.bin}/crun --default-runtime crun"]
     root = cgroups["root"]
@@ -198,33 +208,27 @@ def test_the_controllers_are_mounted_once(cgroups):
     """Every enabled controller already mounted: nothing to do (a second setup on the machine)."""
     (Path(cgroups["AIRLOCK_PROC"]) / "self" / "mounts").write_text(MOUNTS + "".join(
         f"cgroup /sys/fs/cgroup/{c} cgroup rw,relatime,{c} 0 0\n" for c in ("net_cls,net_prio", "perf_event", "hugetlb")))
-    res = run([BASH, str(ROOT / "tools" / "testbed" / "cgroup-v1-mounts.sh")],
-              env={**cgroup_env(cgroups), "PATH": f"{cgroups['bin']}:{os.environ['PATH']}"})
+    res = mount_controllers(cgroups)
     assert res.returncode == 0, res.stderr
     assert cgroups["mounts"]() == []
 
 
 def test_a_unified_host_needs_no_controller_mounted(cgroups):
     (Path(cgroups["AIRLOCK_PROC"]) / "self" / "mounts").write_text("cgroup2 /sys/fs/cgroup cgroup2 rw,relatime 0 0\n")
-    res = run([BASH, str(ROOT / "tools" / "testbed" / "cgroup-v1-mounts.sh")],
-              env={**cgroup_env(cgroups), "PATH": f"{cgroups['bin']}:{os.environ['PATH']}"})
+    res = mount_controllers(cgroups)
     assert res.returncode == 0 and cgroups["mounts"]() == [], res.stderr
 
 
 def test_a_controller_that_cannot_be_mounted_leaves_the_engine_on_runc(engine, cgroups):
-    fake_bin(engine.bin, "crun", "exit 0")
     cgroups["refuse"].write_text("perf_event")
-    res, ran = engine(systemd=False, up=True, runtime="crun",
-                      extra_env={**cgroup_env(cgroups), "PATH": f"{engine.bin}:{cgroups['bin']}:{os.environ['PATH']}"})
+    res, ran = start_with_crun_installed(engine, cgroups, "crun")
     assert res.returncode == 0, res.stderr
     assert ran == ["dockerd"]
     assert "perf_event" in res.stderr and "the engine uses runc" in res.stderr
 
 
-def test_runc_when_asked_for_or_without_crun(engine, cgroups):
-    fake_bin(engine.bin, "crun", "exit 0")
-    res, ran = engine(systemd=False, up=True, runtime="runc",
-                      extra_env={**cgroup_env(cgroups), "PATH": f"{engine.bin}:{cgroups['bin']}:{os.environ['PATH']}"})
+def test_runc_when_asked_for_though_crun_is_installed(engine, cgroups):
+    res, ran = start_with_crun_installed(engine, cgroups, "runc")
     assert res.returncode == 0 and ran == ["dockerd"] and cgroups["mounts"]() == [], res.stderr
 
 

@@ -44,13 +44,15 @@ for name in "${missing[@]}"; do
   case " ${groups[*]} " in *" $group "*) ;; *) groups+=("$group") ;; esac
 done
 
-# The directories may not exist yet, and the cgroup tmpfs is usually mounted read-only.
+# The directories may not exist yet, and the cgroup tmpfs is usually mounted read-only: made
+# writable for them, and read-only again on the way out, a failure included.
 reopened=0
 for group in "${groups[@]}"; do
   [ -d "$root/$group" ] && continue
   if [ $reopened = 0 ] && ! touch "$root/.airlock-probe" 2>/dev/null; then
     mount -o remount,rw "$root" || { echo "cannot make $root writable to add $group" >&2; exit 1; }
     reopened=1
+    trap 'mount -o remount,ro "$root" || true' EXIT
   fi
   rm -f "$root/.airlock-probe"
   mkdir "$root/$group"
@@ -65,4 +67,3 @@ for group in "${groups[@]}"; do
     done
   fi
 done
-[ $reopened = 0 ] || mount -o remount,ro "$root" || true

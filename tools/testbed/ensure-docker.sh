@@ -47,16 +47,16 @@ if [ -d "$systemd_dir" ] && command -v systemctl >/dev/null 2>&1; then
   systemctl start docker.service || true
 else
   how=dockerd
-  args=()
+  args=() runtime=runc
   if [ "${AIRLOCK_CONTAINER_RUNTIME:-crun}" = crun ] && crun=$(command -v crun); then
     # crun needs every enabled cgroup v1 controller mounted (cgroup-v1-mounts.sh says why).
     if "$(dirname "$0")/cgroup-v1-mounts.sh"; then
-      args=(--add-runtime "crun=$crun" --default-runtime crun)
+      runtime=crun args=(--add-runtime "crun=$crun" --default-runtime crun)
     else
       echo "warning: the cgroup controllers crun needs could not be mounted: the engine uses runc" >&2
     fi
   fi
-  echo "starting dockerd (runtime ${args[3]:-runc}, log: $log) ..."
+  echo "starting dockerd (runtime $runtime, log: $log) ..."
   nohup dockerd "${args[@]}" >"$log" 2>&1 &
 fi
 
