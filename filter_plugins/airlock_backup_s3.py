@@ -82,16 +82,6 @@ def airlock_is_bucket_name(value):
             and not value.startswith(BUCKET_RESERVED_PREFIXES) and not value.endswith(BUCKET_RESERVED_SUFFIXES))
 
 
-def _int(value):
-    if isinstance(value, bool):
-        return None
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return number
-
-
 def airlock_backup_s3_input_errors(inputs):
     """Validate the backup bucket's inputs; every message names its aws_enclave_* variable.
 
@@ -119,7 +109,7 @@ def airlock_backup_s3_input_errors(inputs):
         errors.append(f"{p('backup_prefix')}: {prefix!r} must be path elements of [A-Za-z0-9._-] separated by single "
                       "slashes, without a slash at either end (the tiers' prefixes are <prefix>/proxy, <prefix>/openhands)")
     days = inputs.get("backup_noncurrent_days")
-    number = _int(days)
+    number = checks.strict_int(days)
     if number is None or number < 1 or number > 36500:
         errors.append(f"{p('backup_noncurrent_days')}: {days!r} must be a whole number of days from 1 to 36500 "
                       "(how long S3 keeps a replaced or deleted backup object)")

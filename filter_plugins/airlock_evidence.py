@@ -183,15 +183,6 @@ def airlock_cloudtrail_bucket_policy(bucket, trail_arn, account_id, region):
     }
 
 
-def _int(value):
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def airlock_evidence_input_errors(inputs):
     """Validate the evidence inputs; every message names its aws_enclave_* variable.
 
@@ -206,7 +197,8 @@ def airlock_evidence_input_errors(inputs):
         return errors
 
     retention = inputs.get("log_retention_days")
-    if _int(retention) not in RETENTION_DAYS or str(retention).strip() != str(_int(retention)):
+    days = checks.strict_int(retention)
+    if days not in RETENTION_DAYS or str(retention).strip() != str(days):
         errors.append(f"{p}log_retention_days: {retention!r} is not a CloudWatch Logs retention period "
                       f"({', '.join(map(str, RETENTION_DAYS))})")
     kms = inputs.get("log_kms_key_id") or ""
@@ -254,7 +246,7 @@ def airlock_evidence_input_errors(inputs):
         errors.append(f"{p}flow_logs_traffic_type: {inputs.get('flow_logs_traffic_type')!r} is not one of "
                       f"{', '.join(TRAFFIC_TYPES)}")
     interval = inputs.get("flow_logs_max_aggregation_interval")
-    if _int(interval) not in AGGREGATION_INTERVALS:
+    if checks.strict_int(interval) not in AGGREGATION_INTERVALS:
         errors.append(f"{p}flow_logs_max_aggregation_interval: {interval!r} is not 60 or 600 (seconds)")
 
     project = inputs.get("project")

@@ -41,17 +41,6 @@ TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
 
 
-def _as_int(value):
-    """An int from an int or a string of digits (extra vars arrive as strings); else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
-        return int(value)
-    return None
-
-
 def _is_bool(value):
     if isinstance(value, bool):
         return True
@@ -80,14 +69,14 @@ def airlock_ebs_snapshot_input_errors(inputs):
     if endpoint not in (None, "") and not (isinstance(endpoint, str) and checks.endpoint_url_parts(endpoint) is not None):
         errors.append(f"aws_enclave_endpoint_url: {endpoint!r} is not an http(s)://host[:port] URL")
 
-    retention = _as_int(inputs.get("retention"))
+    retention = checks.strict_int(inputs.get("retention"))
     if retention is None:
         errors.append(f"airlock_ebs_snapshot_retention: {inputs.get('retention')!r} is not an integer "
                       "(the number of snapshot sets kept per volume, >= 1)")
     elif retention < 1:
         errors.append(f"airlock_ebs_snapshot_retention: {retention} must be >= 1 "
                       "(the number of snapshot sets kept per volume; the newest is always kept)")
-    days = _as_int(inputs.get("retention_days"))
+    days = checks.strict_int(inputs.get("retention_days"))
     if days is None:
         errors.append(f"airlock_ebs_snapshot_retention_days: {inputs.get('retention_days')!r} is not an integer "
                       "(0: no age limit)")
@@ -96,7 +85,7 @@ def airlock_ebs_snapshot_input_errors(inputs):
     for key in ("wait", "prune"):
         if not _is_bool(inputs.get(key, True)):
             errors.append(f"airlock_ebs_snapshot_{key}: {inputs.get(key)!r} is not a boolean")
-    timeout = _as_int(inputs.get("wait_timeout"))
+    timeout = checks.strict_int(inputs.get("wait_timeout"))
     if timeout is None or timeout < 1:
         errors.append(f"airlock_ebs_snapshot_wait_timeout: {inputs.get('wait_timeout')!r} must be an integer >= 1 (seconds)")
     return errors

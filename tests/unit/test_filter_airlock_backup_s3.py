@@ -53,6 +53,7 @@ def test_valid_inputs_pass_and_a_disabled_bucket_is_not_checked():
     ({"backup_noncurrent_days": 0}, "aws_enclave_backup_noncurrent_days (airlock_aws_backup_s3_noncurrent_days): 0"),
     ({"backup_noncurrent_days": "thirty"}, "aws_enclave_backup_noncurrent_days (airlock_aws_backup_s3_noncurrent_days): 'thirty'"),
     ({"backup_noncurrent_days": True}, "aws_enclave_backup_noncurrent_days (airlock_aws_backup_s3_noncurrent_days): True"),
+    ({"backup_noncurrent_days": 7.5}, "aws_enclave_backup_noncurrent_days (airlock_aws_backup_s3_noncurrent_days): 7.5"),
     ({"backup_kms_key_id": "alias/backups"}, "aws_enclave_backup_kms_key_id (airlock_aws_backup_s3_kms_key_id): 'alias/backups' is not a KMS key ARN"),
     ({"backup_kms_key_id": KEY.replace("eu-west-1", "us-east-1")}, "is not in aws_enclave_region 'eu-west-1'"),
 ])

@@ -41,6 +41,7 @@ def test_valid_input_has_no_errors():
     ({"restic_host": "a host"}, "backup_restic_host"),
     ({"keep_daily": -1}, "backup_keep_daily (-1) must be an integer >= 0"),
     ({"keep_daily": "many"}, "backup_keep_daily (many)"),
+    ({"keep_daily": 1.5}, "backup_keep_daily (1.5) must be an integer >= 0"),
     ({"keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}, "at least one must be >= 1"),
     ({"check_read_data_subset": "all"}, "backup_check_read_data_subset (all)"),
     ({"check_read_data_subset": "0%"}, "backup_check_read_data_subset (0%)"),

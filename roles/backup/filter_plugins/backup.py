@@ -12,7 +12,16 @@ backup_s3_repository(bucket, prefix, region, endpoint_url)
 """
 from __future__ import annotations
 
+import importlib.util
 import re
+from pathlib import Path
+
+# The checks every role shares: plugin_utils/airlock_checks.py, loaded by path (plugins of a
+# project that is not a collection have no import path for shared code).
+_spec = importlib.util.spec_from_file_location(
+    "airlock_checks", Path(__file__).resolve().parents[3] / "plugin_utils" / "airlock_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
 
 PREFIX = "backup_"
 PATH_RE = re.compile(r"^/[A-Za-z0-9._@+/-]*[A-Za-z0-9._@+-]$")
@@ -44,15 +53,6 @@ def _path_errors(name, value, errors):
     return True
 
 
-def _int(value):
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def backup_input_errors(inputs):
     errors = []
     for old in inputs.get("legacy") or []:
@@ -60,7 +60,7 @@ def backup_input_errors(inputs):
     if not inputs.get("restic_password_defined"):
         errors.append(f"{PREFIX}restic_password is required: the restic repository's password, from vault or the environment "
                       "(the inventories map airlock_backup_password onto it)")
-    elif (_int(inputs.get("restic_password_length")) or 0) < MIN_PASSWORD:
+    elif (checks.strict_int(inputs.get("restic_password_length")) or 0) < MIN_PASSWORD:
         errors.append(f"{PREFIX}restic_password is too short: at least {MIN_PASSWORD} characters")
     paths = inputs.get("paths")
     if not isinstance(paths, list) or not paths:
@@ -79,7 +79,7 @@ def backup_input_errors(inputs):
         errors.append(f"{PREFIX}restic_host: {inputs.get('restic_host')!r} must be a host name (letters, digits, . _ -)")
     counts = {}
     for name in KEEPS:
-        n = _int(inputs.get(f"keep_{name}"))
+        n = checks.strict_int(inputs.get(f"keep_{name}"))
         if n is None or n < 0:
             errors.append(f"{PREFIX}keep_{name} ({inputs.get(f'keep_{name}')}) must be an integer >= 0")
         counts[name] = n or 0

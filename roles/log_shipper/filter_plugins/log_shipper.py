@@ -41,12 +41,6 @@ def _bool(value):
     return False
 
 
-def _int(value):
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _absolute_path(value) -> bool:
     return (isinstance(value, str) and value.startswith("/") and not any(c.isspace() for c in value)
             and ".." not in value.split("/") and "\x00" not in value)
@@ -115,7 +109,7 @@ def log_shipper_input_errors(inputs):
                       f"(only {', '.join(PLACEHOLDERS)})")
     if inputs.get("mode") not in MODES:
         errors.append(f"{PREFIX}mode: {inputs.get('mode')!r} is not one of {', '.join(MODES)}")
-    flush = _int(inputs.get("force_flush_interval"))
+    flush = checks.strict_int(inputs.get("force_flush_interval"))
     if flush is None or not 1 <= flush <= 3600:
         errors.append(f"{PREFIX}force_flush_interval: {inputs.get('force_flush_interval')!r} is not a number "
                       "of seconds from 1 to 3600")

@@ -114,22 +114,12 @@ COOKIE_NAME = re.compile(r"^(?:__Host-)?[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 MAX_ABSOLUTE = 30 * 86400
 
 
-def _int(value):
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
 def session_input_errors(inputs) -> list[str]:
     errors = []
     for name in ("session_enabled", "basic_auth_api"):
         if not isinstance(inputs.get(name), bool):
             errors.append(f"{PREFIX}{name}: {inputs.get(name)!r} is not true or false")
-    idle, absolute = _int(inputs.get("session_idle_timeout")), _int(inputs.get("session_absolute_timeout"))
+    idle, absolute = checks.strict_int(inputs.get("session_idle_timeout")), checks.strict_int(inputs.get("session_absolute_timeout"))
     if absolute is None or not 60 <= absolute <= MAX_ABSOLUTE:
         errors.append(f"{PREFIX}session_absolute_timeout: {inputs.get('session_absolute_timeout')!r} is not a number "
                       f"of seconds from 60 to {MAX_ABSOLUTE} (30 days)")
@@ -143,7 +133,7 @@ def session_input_errors(inputs) -> list[str]:
     if not isinstance(name, str) or not COOKIE_NAME.match(name):
         errors.append(f"{PREFIX}session_cookie_name: {name!r} is not a cookie name of letters, digits, _ and - "
                       "(optionally after __Host-)")
-    generation = _int(inputs.get("session_key_generation"))
+    generation = checks.strict_int(inputs.get("session_key_generation"))
     if generation is None or generation < 1:
         errors.append(f"{PREFIX}session_key_generation: {inputs.get('session_key_generation')!r} is not a "
                       "positive whole number")

@@ -24,12 +24,6 @@ _spec.loader.exec_module(checks)
 PREFIX = "package_relay_"
 
 
-def _int(value):
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _host_ok(value) -> bool:
     if not isinstance(value, str):
         return False
@@ -54,7 +48,7 @@ def package_relay_input_errors(inputs):
         elif address.is_global:
             errors.append(f"{PREFIX}listen_address: {listen} is a public address; the relay listens on the "
                           "proxy's private address only")
-    port = _int(inputs.get("port"))
+    port = checks.strict_int(inputs.get("port"))
     if port is None or not 1024 <= port <= 65535:
         errors.append(f"{PREFIX}port: {inputs.get('port')!r} is not a TCP port from 1024 to 65535")
     hosts = inputs.get("allowed_hosts")
@@ -69,7 +63,7 @@ def package_relay_input_errors(inputs):
         elif str(host).lower() in seen:
             errors.append(f"{PREFIX}allowed_hosts: {host!r} is listed twice")
         seen.add(str(host).lower())
-    days = _int(inputs.get("expire_days"))
+    days = checks.strict_int(inputs.get("expire_days"))
     if days is None or not 1 <= days <= 365:
         errors.append(f"{PREFIX}expire_days: {inputs.get('expire_days')!r} is not a number of days from 1 to 365")
     return errors
