@@ -189,9 +189,13 @@ def test_the_maintenance_window_opens_for_the_server_tier_tags_only(tmp_path, ta
     ("proxy_tier", ["egress_firewall"], False), ("proxy_tier", ["server_tier"], False), ("proxy_tier", ["llm_gateway"], False),
     ("proxy_tier", ["aws_network"], False), ("proxy_tier", ["egress_firewall", "fail2ban"], True),
     ("server_tier", ["nginx_proxy"], False), ("server_tier", ["openhands_images"], True),
-    ("server_tier", ["monitoring"], True)])
+    ("server_tier", ["monitoring"], True),
+    # The input check alone configures no tier (site.yml's preflight plays ran it); with a
+    # role's tag beside it, that role's tier is selected.
+    ("proxy_tier", ["airlock_preflight"], False), ("server_tier", ["airlock_preflight"], False),
+    ("proxy_tier", ["airlock_preflight", "nginx_proxy"], True), ("server_tier", ["airlock_preflight", "nginx_proxy"], False)])
 def test_a_tier_is_selected_by_its_own_roles_tags(tmp_path, tier, tags, selected):
     """__<tier>_selected, which ends a tier's play at its first task when false: true for a
     whole run, the tier's tag, and any tag or sub-tag of one of its roles; false for the
-    other tier's roles alone."""
+    other tier's roles alone and for the input check alone (`--tags airlock_preflight`)."""
     assert tier_value(tmp_path, tier, f"__{tier}_selected | bool", tags) == str(selected)
