@@ -2,8 +2,9 @@
 
 A mistake in a server-tier value (an NTP server that is not an address, which only the
 server's egress firewall checks) used to be refused after the proxy play had already
-written its configuration. The preflight plays run each tier's role checks first, with
-any_errors_fatal: the run stops, naming the variable, before the proxy tier's play starts.
+written its configuration. The preflight play runs each tier's role checks first, every
+host side by side; its verdict play stops the run on every host when one host failed: the
+run stops, naming the variable, before the proxy tier's play starts.
 
 Two local hosts stand in for the tiers (a proxy and a server, both this machine, nothing
 configured: every run is limited to `--tags airlock_preflight`): with valid input the run
@@ -89,7 +90,7 @@ def changed(output: str) -> dict:
 def test_valid_input_passes_the_preflight_and_changes_nothing(tmp_path):
     res = site(tmp_path, {}, "--tags", "airlock_preflight")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    assert "PLAY [Preflight, server tier" in res.stdout and "PLAY [Proxy tier" in res.stdout
+    assert "PLAY [Preflight verdict" in res.stdout and "PLAY [Proxy tier" in res.stdout
     assert changed(res.stdout) == {"preflight-proxy": 0, "preflight-server": 0, "preflight-server2": 0}, res.stdout[-2000:]
     # The check alone was asked for: it selects no tier's role, so each tier play ends at its
     # gate (the preflight plays checked every input), its roles' own copies of the checks do
@@ -98,6 +99,22 @@ def test_valid_input_passes_the_preflight_and_changes_nothing(tmp_path):
     assert [re.sub(r" - .*", "", task) for task in re.findall(r"^TASK \[(.*?)\]", tier_plays, re.M)] == [
         f"{tier} : {task}" for tier in ("proxy_tier", "server_tier")
         for task in ("Validating arguments against arg spec 'main'", GATE)], tier_plays[-3000:]
+
+
+def test_an_unreachable_host_stops_the_run_before_any_host_changes(tmp_path, monkeypatch):
+    """A host the preflight cannot reach (SSH to a closed port on this machine) is out of the
+    run like a refused one: the verdict stops the others before the tier plays, whose first
+    play would otherwise start on the proxy (the control: the valid run above goes on)."""
+    # No facts from this session's cache: with them, nothing would need to reach the host.
+    monkeypatch.setenv("ANSIBLE_CACHE_PLUGIN", "ansible.builtin.memory")
+    unreachable = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9,
+                   "ansible_ssh_common_args": "-o ConnectTimeout=3 -o StrictHostKeyChecking=no"}
+    res = site(tmp_path, unreachable, "--tags", "airlock_preflight")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out[-3000:]
+    assert re.search(r"^preflight-server\s*:.*unreachable=1", res.stdout, re.M), res.stdout[-2000:]
+    assert "PLAY [Proxy tier" not in out, "a tier play started after a host was unreachable"
+    assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
 
 
 def preflight_plays(tmp_path: Path) -> Path:
