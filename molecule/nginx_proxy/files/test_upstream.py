@@ -4,18 +4,21 @@
 Listens on the given ports. A plain request is answered 200 with JSON describing what
 arrived (port, path, client address, forwarding headers), so the tests can see what the
 proxy forwarded. A websocket upgrade is accepted (101) and every text frame is echoed.
-Standard library only.
+Standard library, and the websockets library (the distribution's python3-websockets) for
+the websocket.
 """
-import base64
-import hashlib
 import json
 import socket
-import struct
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+from websockets.frames import Opcode
+
+try:  # websockets >= 11
+    from websockets.server import ServerProtocol
+except ImportError:  # older releases (Debian 12 ships 10.4)
+    from websockets.server import ServerConnection as ServerProtocol
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -46,69 +49,30 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_GET
 
     def _websocket(self):
-        key = self.headers.get("Sec-WebSocket-Key", "")
-        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-        self.send_response(101, "Switching Protocols")
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        self.end_headers()
-        self.wfile.flush()
-        sock = self.connection
-        while True:
-            frame = _read_frame(sock)
-            if frame is None:
-                break
-            opcode, payload = frame
-            if opcode == 0x8:  # close
-                _send_frame(sock, 0x8, b"")
-                break
-            if opcode == 0x9:  # ping
-                _send_frame(sock, 0xA, payload)
-                continue
-            if opcode == 0x1:
-                reply = json.dumps({"echo": payload.decode(), "port": self.server.server_address[1]})
-                _send_frame(sock, 0x1, reply.encode())
+        # The websockets library does the handshake and the framing, pings and the close
+        # included: its sans-I/O protocol object is handed the request the HTTP server read
+        # and the bytes from the socket, and what it answers is written back.
         self.close_connection = True
-
-
-def _recv_exact(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def _read_frame(sock):
-    head = _recv_exact(sock, 2)
-    if head is None:
-        return None
-    opcode = head[0] & 0x0F
-    masked = head[1] & 0x80
-    length = head[1] & 0x7F
-    if length == 126:
-        length = struct.unpack("!H", _recv_exact(sock, 2))[0]
-    elif length == 127:
-        length = struct.unpack("!Q", _recv_exact(sock, 8))[0]
-    mask = _recv_exact(sock, 4) if masked else b"\0\0\0\0"
-    payload = bytearray(_recv_exact(sock, length) or b"")
-    for i in range(len(payload)):
-        payload[i] ^= mask[i % 4]
-    return opcode, bytes(payload)
-
-
-def _send_frame(sock, opcode, payload):
-    header = bytes([0x80 | opcode])
-    if len(payload) < 126:
-        header += bytes([len(payload)])
-    elif len(payload) < 65536:
-        header += bytes([126]) + struct.pack("!H", len(payload))
-    else:
-        header += bytes([127]) + struct.pack("!Q", len(payload))
-    sock.sendall(header + payload)
+        ws = ServerProtocol()
+        # The protocol object starts by parsing the handshake request itself: the head again.
+        head = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items()) + "\r\n"
+        ws.receive_data(self.raw_requestline + head.encode("latin-1"))
+        for request in ws.events_received():
+            ws.send_response(ws.accept(request))  # 101, or the library's refusal
+        while True:
+            for data in ws.data_to_send():
+                if not data:  # the library ends the connection (closed, failed or refused)
+                    return
+                self.wfile.write(data)
+            data = self.rfile.read1(65536)
+            if data:
+                ws.receive_data(data)
+            else:
+                ws.receive_eof()
+            for frame in ws.events_received():
+                if frame.opcode is Opcode.TEXT:
+                    reply = json.dumps({"echo": frame.data.decode(), "port": self.server.server_address[1]})
+                    ws.send_text(reply.encode())
 
 
 class Server(ThreadingHTTPServer):

@@ -4,8 +4,8 @@
 This is NOT OpenHands. It honours the part of the OpenHands V1 server contract that the
 airlock deployment relies on, so that the deployment and the egress firewall can be
 tested where the official image cannot be pulled. Python standard library, the
-Docker SDK (as OpenHands uses it) for the sandboxes in server mode, and dnspython for
-the DNS probe.
+Docker SDK (as OpenHands uses it) for the sandboxes in server mode, dnspython for
+the DNS probe and websockets for the websocket echo.
 
 Two modes:
 
@@ -54,14 +54,12 @@ Two modes:
 from __future__ import annotations
 
 import base64
-import hashlib
 import http.server
 import json
 import os
 import signal
 import socket
 import socketserver
-import struct
 import subprocess
 import sys
 import threading
@@ -72,7 +70,6 @@ import urllib.request
 
 STANDIN_VERSION = "1"
 SANDBOX_PORTS = (8000, 8001, 8011, 8012)
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 
 
 def log(msg: str) -> None:
@@ -206,34 +203,39 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
     def websocket(self):
-        key = self.headers.get("Sec-WebSocket-Key", "")
-        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-        self.send_response(101, "Switching Protocols")
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        self.end_headers()
-        self.wfile.flush()
+        """Echo text frames as "stand-in echo: <text>" on this upgraded request. The websockets
+        library (the distribution's python3-websockets) does the handshake and the framing,
+        pings and the close included: its sans-I/O protocol object is handed the request the
+        HTTP server read and the bytes from the socket, and what it answers is written back."""
+        # Imported here, like the Docker SDK: hosts that import this module for its probes lack it.
+        try:  # websockets >= 11
+            from websockets.server import ServerProtocol  # noqa: PLC0415
+        except ImportError:  # Debian 12's 10.4
+            from websockets.server import ServerConnection as ServerProtocol  # noqa: PLC0415
+        from websockets.frames import Opcode  # noqa: PLC0415
+
         self.close_connection = True
+        ws = ServerProtocol()
+        # The protocol object starts by parsing the handshake request itself: the head again.
+        head = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items()) + "\r\n"
+        ws.receive_data(self.raw_requestline + head.encode("latin-1"))
+        for request in ws.events_received():
+            response = ws.accept(request)  # 101, or the library's refusal
+            ws.send_response(response)
+            self.log_request(response.status_code)
         while True:
-            head = self.rfile.read(2)
-            if len(head) < 2:
-                return
-            opcode, length = head[0] & 0x0F, head[1] & 0x7F
-            if length == 126:
-                length = struct.unpack("!H", self.rfile.read(2))[0]
-            elif length == 127:
-                length = struct.unpack("!Q", self.rfile.read(8))[0]
-            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
-            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
-            if opcode == 0x8:
-                self.wfile.write(b"\x88\x00")
-                return
-            if opcode == 0x1:
-                out = ("stand-in echo: " + payload.decode("utf-8", "replace")).encode()
-                hdr = bytes([0x81, len(out)]) if len(out) < 126 else bytes([0x81, 126]) + struct.pack("!H", len(out))
-                self.wfile.write(hdr + out)
-                self.wfile.flush()
+            for data in ws.data_to_send():
+                if not data:  # the library ends the connection (closed, failed or refused)
+                    return
+                self.wfile.write(data)
+            data = self.rfile.read1(65536)
+            if data:
+                ws.receive_data(data)
+            else:
+                ws.receive_eof()
+            for frame in ws.events_received():
+                if frame.opcode is Opcode.TEXT:
+                    ws.send_text(("stand-in echo: " + frame.data.decode("utf-8", "replace")).encode())
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
