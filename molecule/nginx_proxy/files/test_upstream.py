@@ -13,12 +13,9 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from websockets.frames import Opcode
-
-try:  # websockets >= 11
-    from websockets.server import ServerProtocol
-except ImportError:  # older releases (Debian 12 ships 10.4)
-    from websockets.server import ServerConnection as ServerProtocol
+# The stand-ins' websocket (tools/standin/openhands-standin/ws_echo.py, installed beside this
+# file by the scenario's prepare): the websockets library.
+from ws_echo import serve
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -49,30 +46,8 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_GET
 
     def _websocket(self):
-        # The websockets library does the handshake and the framing, pings and the close
-        # included: its sans-I/O protocol object is handed the request the HTTP server read
-        # and the bytes from the socket, and what it answers is written back.
-        self.close_connection = True
-        ws = ServerProtocol()
-        # The protocol object starts by parsing the handshake request itself: the head again.
-        head = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items()) + "\r\n"
-        ws.receive_data(self.raw_requestline + head.encode("latin-1"))
-        for request in ws.events_received():
-            ws.send_response(ws.accept(request))  # 101, or the library's refusal
-        while True:
-            for data in ws.data_to_send():
-                if not data:  # the library ends the connection (closed, failed or refused)
-                    return
-                self.wfile.write(data)
-            data = self.rfile.read1(65536)
-            if data:
-                ws.receive_data(data)
-            else:
-                ws.receive_eof()
-            for frame in ws.events_received():
-                if frame.opcode is Opcode.TEXT:
-                    reply = json.dumps({"echo": frame.data.decode(), "port": self.server.server_address[1]})
-                    ws.send_text(reply.encode())
+        port = self.server.server_address[1]
+        serve(self, lambda text: json.dumps({"echo": text, "port": port}))
 
 
 class Server(ThreadingHTTPServer):

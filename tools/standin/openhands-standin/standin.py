@@ -203,39 +203,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
     def websocket(self):
-        """Echo text frames as "stand-in echo: <text>" on this upgraded request. The websockets
-        library (the distribution's python3-websockets) does the handshake and the framing,
-        pings and the close included: its sans-I/O protocol object is handed the request the
-        HTTP server read and the bytes from the socket, and what it answers is written back."""
-        # Imported here, like the Docker SDK: hosts that import this module for its probes lack it.
-        try:  # websockets >= 11
-            from websockets.server import ServerProtocol  # noqa: PLC0415
-        except ImportError:  # Debian 12's 10.4
-            from websockets.server import ServerConnection as ServerProtocol  # noqa: PLC0415
-        from websockets.frames import Opcode  # noqa: PLC0415
+        """Echo text frames as "stand-in echo: <text>" (ws_echo.py, beside this file in the
+        image: the websockets library). Imported here, like the Docker SDK: hosts that import
+        this module for its probes lack it."""
+        from ws_echo import serve  # noqa: PLC0415
 
-        self.close_connection = True
-        ws = ServerProtocol()
-        # The protocol object starts by parsing the handshake request itself: the head again.
-        head = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items()) + "\r\n"
-        ws.receive_data(self.raw_requestline + head.encode("latin-1"))
-        for request in ws.events_received():
-            response = ws.accept(request)  # 101, or the library's refusal
-            ws.send_response(response)
-            self.log_request(response.status_code)
-        while True:
-            for data in ws.data_to_send():
-                if not data:  # the library ends the connection (closed, failed or refused)
-                    return
-                self.wfile.write(data)
-            data = self.rfile.read1(65536)
-            if data:
-                ws.receive_data(data)
-            else:
-                ws.receive_eof()
-            for frame in ws.events_received():
-                if frame.opcode is Opcode.TEXT:
-                    ws.send_text(("stand-in echo: " + frame.data.decode("utf-8", "replace")).encode())
+        serve(self, lambda text: "stand-in echo: " + text)
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
