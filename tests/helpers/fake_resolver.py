@@ -17,9 +17,11 @@ import pytest
 
 class FakeResolver:
     """Answers each query from `records`, name -> addresses (IPv4 ones answer A, IPv6 ones
-    AAAA), or None: no answer at all (a silent resolver); an unknown name is NXDOMAIN."""
+    AAAA), None: no answer at all (a silent resolver), or "echo": the query back behind a
+    prefix, as the lab's decoy answers on its UDP ports (not a DNS message); an unknown name
+    is NXDOMAIN."""
 
-    def __init__(self, records: dict[str, list[str] | None]):
+    def __init__(self, records: dict[str, list[str] | str | None]):
         self.records = records
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for _ in range(20):
@@ -47,6 +49,9 @@ class FakeResolver:
             name = question.name.to_text(omit_final_dot=True)
             addresses = self.records.get(name, [])
             if addresses is None:
+                continue
+            if addresses == "echo":
+                self.sock.sendto(b"decoy echo: " + wire, peer)
                 continue
             response = dns.message.make_response(query)
             if name not in self.records:

@@ -94,7 +94,7 @@ def test_the_zipapp_is_the_probe_with_dnspython_and_its_licence(pyz, tmp_path):
 
 @pytest.fixture()
 def resolver():
-    fake = FakeResolver({"decoy.lab": ["127.0.0.1"], "empty.lab": [], "silent.lab": None})
+    fake = FakeResolver({"decoy.lab": ["127.0.0.1"], "empty.lab": [], "silent.lab": None, "echo.lab": "echo"})
     yield fake
     fake.close()
 
@@ -137,7 +137,7 @@ def test_the_zipapp_queries_a_resolver_and_connects_to_the_address_it_gives(pyz,
 @pytest.mark.parametrize("python", PYTHONS)
 def test_the_zipapp_fails_a_lookup_without_an_a_record_or_an_answer(pyz, resolver, listener, python):
     for name, error in (("empty.lab", "has no address for empty.lab"), ("unknown.lab", "has no address for unknown.lab"),
-                        ("silent.lab", "DNSError: Timeout")):
+                        ("silent.lab", "DNSError: Timeout"), ("echo.lab", "NotAnAnswer: ")):
         rc, verdict = run(python, pyz, "tcp", name, str(listener), resolver.address)
         assert (rc, verdict["reached"]) == (1, False) and error in verdict["detail"], (name, verdict)
     rc, verdict = run(python, pyz, "dns", resolver.address, "silent.lab")
@@ -151,3 +151,12 @@ def test_the_system_python_has_no_dnspython_of_its_own():
         pytest.skip(f"no {SYSTEM_PYTHON}")
     proc = subprocess.run([SYSTEM_PYTHON, "-S", "-c", "import dns"], capture_output=True, text=True, check=False)
     assert proc.returncode != 0 and "No module named 'dns'" in proc.stderr
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_any_reply_reaches_but_only_an_answer_resolves(pyz, resolver, python):
+    """A resolver that replies with something that is no DNS answer (the lab's decoy echoes
+    on UDP 53) was reached: the way out is open, and a block check must fail on it; a name
+    cannot be looked up there."""
+    rc, verdict = run(python, pyz, "dns", resolver.address, "echo.lab")
+    assert (rc, verdict["reached"]) == (0, True) and verdict["detail"].startswith("a reply that is not a DNS answer"), verdict

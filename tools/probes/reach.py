@@ -4,8 +4,9 @@
     reach.pyz tcp HOST PORT [RESOLVER]   TCP connect
     reach.pyz udp HOST PORT [RESOLVER]   UDP datagram that the decoy answers
                                   (RESOLVER: look a HOST name up there, not in resolv.conf)
-    reach.pyz dns RESOLVER NAME    a DNS A query sent straight to RESOLVER; any answer
-                                  (whatever its rcode) counts as reached
+    reach.pyz dns RESOLVER NAME    a DNS A query sent straight to RESOLVER; any reply (an
+                                  answer whatever its rcode, or not a DNS answer at all)
+                                  counts as reached
     reach.pyz http URL [BEARER]    an HTTP GET; any HTTP status counts as reached
 
 Exit status 0 = reached, 1 = not reached (blocked, refused or timed out), 2 = usage error,
@@ -35,6 +36,10 @@ class DNSError(OSError):
     """No usable answer from the resolver: a timeout, or a reply that is not this query's."""
 
 
+class NotAnAnswer(DNSError):
+    """A reply came back, but it is not a DNS answer to this query (a decoy's echo, say)."""
+
+
 def _query(resolver: str, name: str):
     """RESOLVER's answer (a dns.message.Message) to an A query for NAME over UDP; dnspython
     checks that the reply answers this query (its id and question)."""
@@ -45,8 +50,10 @@ def _query(resolver: str, name: str):
 
     try:
         return dns.query.udp(dns.message.make_query(name, dns.rdatatype.A), resolver, timeout=TIMEOUT)
-    except dns.exception.DNSException as err:
+    except dns.exception.Timeout as err:
         raise DNSError(f"{type(err).__name__}: {err}") from err
+    except dns.exception.DNSException as err:
+        raise NotAnAnswer(f"{type(err).__name__}: {err}") from err
 
 
 def lookup(host: str, resolver: str | None) -> str:
@@ -82,9 +89,16 @@ def udp(host: str, port: str, resolver: str | None = None) -> str:
 
 
 def dns_probe(resolver: str, name: str) -> str:
+    """Any reply from RESOLVER counts as reached: an answer, whatever its rcode, or a datagram
+    that is no answer to this query (the way out is open all the same: a block check must not
+    pass on a resolver that replies oddly); only no reply at all (timeout, refused send) is
+    not reached."""
     import dns.rcode
 
-    reply = _query(resolver, name)
+    try:
+        reply = _query(resolver, name)
+    except NotAnAnswer as err:
+        return f"a reply that is not a DNS answer to this query ({err})"
     return f"answer {dns.rcode.to_text(reply.rcode())}, {sum(len(rrset) for rrset in reply.answer)} records"
 
 
