@@ -5,7 +5,8 @@ Plain Python, unit tested in tests/unit/test_filter_airlock_validate.py.
 airlock_probe_plan(llm_url, canaries, dns, vantage="host", gateway_url=None, gateway_user=None)
     The reachability probes to run from one vantage point (``host``: the server host, or
     ``sandbox``: a sandbox container), each ``{"name", "args", "want"}`` (and ``user``,
-    the user to probe as): ``args`` is the command line of tools/probes/reach.py, ``want``
+    the user to probe as): ``args`` is the command line of tools/probes/reach.py (shipped
+    as the zipapp reach.pyz: tools/probes/build_reach.py), ``want``
     whether the destination must be reached. On the host, with ``gateway_user``, the LLM
     endpoint must answer that user and no other; a sandbox must reach the gateway
     (``gateway_url``) and not the endpoint, nor DNS, even the configured resolver
@@ -17,7 +18,8 @@ airlock_probe_plan(llm_url, canaries, dns, vantage="host", gateway_url=None, gat
 
 airlock_probe_rows(results, where)
     Report rows ``{"check", "where", "ok", "detail"}`` from a looped ``command`` result
-    whose loop items came from airlock_probe_plan (reach.py exits 0 when it reached).
+    whose loop items came from airlock_probe_plan (reach.py exits 0 when it reached, 1 when
+    not, and prints its verdict; any other outcome fails the row, whatever it wanted).
 
 airlock_control_plan(canaries, dns, where)
     The positive controls of the canary blocks: each canary (and the foreign resolver) must
@@ -87,11 +89,15 @@ def airlock_probe_rows(results, where):
     for res in results.get("results", []):
         item = res["item"]
         try:
-            detail = json.loads(res.get("stdout", "").strip().splitlines()[-1])["detail"]
-        except (IndexError, ValueError, KeyError):
-            detail = (res.get("stderr") or res.get("msg") or "no output").strip()[:300]
+            verdict = json.loads(res.get("stdout", "").strip().splitlines()[-1])
+            detail = verdict["detail"]
+        except (IndexError, ValueError, KeyError, TypeError):
+            verdict, detail = {}, (res.get("stderr") or res.get("msg") or "no output").strip()[:300]
         reached = res.get("rc") == 0
-        rows.append({"check": item["name"], "where": where, "ok": reached == item["want"], "detail": detail})
+        # Only a probe that ran and gave its verdict proves anything: one that could not run
+        # (no python3, the probe's own failure: exit 3, reached null) fails whatever it wanted.
+        ran = res.get("rc") in (0, 1) and verdict.get("reached") is reached
+        rows.append({"check": item["name"], "where": where, "ok": ran and reached == item["want"], "detail": detail})
     return rows
 
 

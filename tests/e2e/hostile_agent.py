@@ -136,6 +136,7 @@ def key_hashes(outputs: list[dict]) -> set[str]:
 
 # Direct DNS queries (UDP and TCP, port 53) for a name, to each server given: what a
 # hostile agent tries when the resolver in its resolv.conf does not answer.
+# A raw packet, not dnspython: the same script is the host's positive control, run by the host's python3 (no dnspython), and any reply counts.
 DNS_QUERY = r'''
 import random, socket, struct, sys
 name, servers = sys.argv[1], sys.argv[2:]

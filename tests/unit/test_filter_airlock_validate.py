@@ -51,11 +51,27 @@ def test_rows_survive_a_probe_that_printed_nothing():
     assert rows[0]["ok"] is False and "not found" in rows[0]["detail"]
 
 
+@pytest.mark.parametrize("rc, stdout, stderr", [
+    (3, json.dumps({"reached": None, "detail": "the probe failed: AttributeError: x"}), ""),  # reach.py's own failure
+    (1, "", "Traceback (most recent call last): ... ImportError: no module named dns"),  # died before its verdict
+    (1, "", "runuser: user unbound does not exist"),
+    (1, json.dumps({"reached": True, "detail": "connected"}), ""),  # verdict and exit status disagree
+    (125, "", "docker: Error response from daemon: No such image"),
+])
+def test_a_probe_that_gave_no_verdict_fails_its_row_whatever_it_wanted(rc, stdout, stderr):
+    """A block check (want False) must not pass on a probe that never ran: only exit 0 or 1
+    with the matching JSON verdict counts."""
+    for want in (False, True):
+        rows = av.airlock_probe_rows({"results": [{"item": {"name": "x", "want": want}, "rc": rc,
+                                                   "stdout": stdout, "stderr": stderr}]}, "server host")
+        assert rows[0]["ok"] is False, (want, rows[0])
+
+
 def test_port_plan_and_its_rows():
     plan = av.airlock_port_plan("10.0.1.5", [3000, 40000], False, "the router")
     assert plan[0] == {"name": "10.0.1.5:3000 is closed to the router", "args": ["tcp", "10.0.1.5", "3000"], "want": False}
-    results = {"results": [{"item": plan[0], "rc": 0, "stdout": json.dumps({"detail": "connected"})},
-                           {"item": plan[1], "rc": 1, "stdout": json.dumps({"detail": "timed out"})}]}
+    results = {"results": [{"item": plan[0], "rc": 0, "stdout": json.dumps({"reached": True, "detail": "connected"})},
+                           {"item": plan[1], "rc": 1, "stdout": json.dumps({"reached": False, "detail": "timed out"})}]}
     assert [r["ok"] for r in av.airlock_probe_rows(results, "router")] == [False, True]
 
 

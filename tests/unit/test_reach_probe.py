@@ -1,25 +1,40 @@
-"""tools/probes/reach.py's name lookup at a given resolver (used by validate.yml's positive
-controls): the first A record of the answer, CNAMEs skipped, addresses passed through."""
+"""tools/probes/reach.py, the probe validate.yml runs on the hosts and in sandbox containers:
+its name lookup at a given resolver (the first A record of the answer, CNAMEs skipped,
+addresses passed through), and the zipapp tools/probes/build_reach.py makes of it with
+dnspython, run as validate.yml runs it against a resolver on loopback, by a Python with
+dnspython installed and by one with no site-packages at all."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import dns.message
+import dns.rcode
 import dns.rrset
 import pytest
 
+from helpers.fake_resolver import FakeResolver
 from helpers.modules import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 reach = load_module(ROOT / "tools" / "probes" / "reach.py")
+builder = load_module(ROOT / "tools" / "probes" / "build_reach.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def answer(name: str, *records: tuple[str, str, str]) -> bytes:
+def answer(name: str, *records: tuple[str, str, str], rcode: int = dns.rcode.NOERROR) -> dns.message.Message:
     query = dns.message.make_query(name, "A")
     response = dns.message.make_response(query)
+    response.set_rcode(rcode)
     for owner, rtype, value in records:
         response.answer.append(dns.rrset.from_text(owner, 60, "IN", rtype, value))
-    return response.to_wire()
+    return response
 
 
 def test_an_address_is_used_as_given(monkeypatch):
@@ -32,12 +47,116 @@ def test_a_name_without_resolver_is_left_to_the_system():
 
 
 def test_the_first_a_record_after_a_cname(monkeypatch):
-    wire = answer("decoy.lab", ("decoy.lab.", "CNAME", "edge.cdn.lab."), ("edge.cdn.lab.", "A", "10.9.8.7"))
-    monkeypatch.setattr(reach, "_query", lambda resolver, name: wire)
+    reply = answer("decoy.lab", ("decoy.lab.", "CNAME", "edge.cdn.lab."), ("edge.cdn.lab.", "A", "10.9.8.7"),
+                   ("edge.cdn.lab.", "A", "10.9.8.8"))
+    monkeypatch.setattr(reach, "_query", lambda resolver, name: reply)
     assert reach.lookup("decoy.lab", "10.0.0.2") == "10.9.8.7"
 
 
-def test_no_address_is_an_error(monkeypatch):
-    monkeypatch.setattr(reach, "_query", lambda resolver, name: answer("decoy.lab"))
-    with pytest.raises(OSError):
+@pytest.mark.parametrize("reply", [
+    answer("decoy.lab"),                                                # NOERROR, no record
+    answer("decoy.lab", ("decoy.lab.", "CNAME", "edge.cdn.lab.")),      # a CNAME and no A
+    answer("decoy.lab", ("decoy.lab.", "AAAA", "fd00::7")),             # another family only
+    answer("decoy.lab", rcode=dns.rcode.NXDOMAIN),
+], ids=["empty", "cname-only", "aaaa-only", "nxdomain"])
+def test_no_a_record_is_an_error(monkeypatch, reply):
+    monkeypatch.setattr(reach, "_query", lambda resolver, name: reply)
+    with pytest.raises(OSError, match="has no address for decoy.lab"):
         reach.lookup("decoy.lab", "10.0.0.2")
+
+
+def test_a_failure_of_the_probe_itself_is_neither_reached_nor_not(monkeypatch, capsys):
+    """Exit 3 and "reached": null, so that validate.yml fails the row (a block check must not
+    pass on a probe that never ran, say a DNS library that fails on the target's Python)."""
+    def broken(*args):
+        raise AttributeError("module 'datetime' has no attribute 'UTC'")
+    monkeypatch.setattr(reach, "_query", broken)
+    assert reach.main(["reach.py", "dns", "10.0.0.2", "decoy.lab"]) == 3
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["reached"] is None and "AttributeError" in verdict["detail"]
+
+
+# ----------------------------------------------------------------------------- the zipapp
+@pytest.fixture(scope="module")
+def pyz(tmp_path_factory) -> Path:
+    return builder.build(tmp_path_factory.mktemp("probe") / "reach.pyz")
+
+
+def test_the_zipapp_is_the_probe_with_dnspython_and_its_licence(pyz, tmp_path):
+    names = zipfile.ZipFile(pyz).namelist()
+    assert names[0] == "__main__.py" and zipfile.ZipFile(pyz).read("__main__.py") == (ROOT / "tools/probes/reach.py").read_bytes()
+    assert {"dns/__init__.py", "dns/message.py", "dns/query.py", "dns/rdtypes/IN/A.py"} <= set(names)
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert [n for n in names if n.startswith("dnspython-") and "LICENSE" in n.upper()], "dnspython's licence travels with it"
+    # The same bytes every time: shipping it again is no change.
+    assert builder.build(tmp_path / "again.pyz").read_bytes() == pyz.read_bytes()
+
+
+@pytest.fixture()
+def resolver():
+    fake = FakeResolver({"decoy.lab": ["127.0.0.1"], "empty.lab": [], "silent.lab": None, "echo.lab": "echo"})
+    yield fake
+    fake.close()
+
+
+@pytest.fixture()
+def listener():
+    sock = socket.create_server(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+# The venv's Python (dnspython installed: the zipapp's copy comes first) and the system's
+# Python with no site-packages at all (-S: the zipapp alone must do, as on a host or in a
+# sandbox image without dnspython).
+PYTHONS = [
+    pytest.param([sys.executable], id="venv-python"),
+    pytest.param([SYSTEM_PYTHON, "-S"], id="system-python-no-site-packages",
+                 marks=pytest.mark.skipif(not shutil.which(SYSTEM_PYTHON), reason=f"no {SYSTEM_PYTHON}")),
+]
+
+
+def run(python: list[str], pyz: Path, *args: str) -> tuple[int, dict]:
+    proc = subprocess.run([*python, str(pyz), *args], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "REACH_TIMEOUT": "1"}, check=False)
+    assert proc.stdout.strip(), proc.stderr
+    return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_the_zipapp_queries_a_resolver_and_connects_to_the_address_it_gives(pyz, resolver, listener, python):
+    rc, verdict = run(python, pyz, "dns", resolver.address, "decoy.lab")
+    assert (rc, verdict["reached"]) == (0, True) and verdict["detail"] == "answer NOERROR, 1 records", verdict
+    rc, verdict = run(python, pyz, "tcp", "decoy.lab", str(listener), resolver.address)
+    assert (rc, verdict["reached"], verdict["detail"]) == (0, True, "connected"), verdict
+    # A refusal is an answer too: the resolver was reached.
+    rc, verdict = run(python, pyz, "dns", resolver.address, "unknown.lab")
+    assert (rc, verdict["reached"]) == (0, True) and verdict["detail"].startswith("answer NXDOMAIN"), verdict
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_the_zipapp_fails_a_lookup_without_an_a_record_or_an_answer(pyz, resolver, listener, python):
+    for name, error in (("empty.lab", "has no address for empty.lab"), ("unknown.lab", "has no address for unknown.lab"),
+                        ("silent.lab", "DNSError: Timeout"), ("echo.lab", "NotAnAnswer: ")):
+        rc, verdict = run(python, pyz, "tcp", name, str(listener), resolver.address)
+        assert (rc, verdict["reached"]) == (1, False) and error in verdict["detail"], (name, verdict)
+    rc, verdict = run(python, pyz, "dns", resolver.address, "silent.lab")
+    assert (rc, verdict["reached"]) == (1, False) and "Timeout" in verdict["detail"], verdict
+
+
+def test_the_system_python_has_no_dnspython_of_its_own():
+    """What the -S runs above stand for: a Python that cannot import dnspython without the
+    zipapp (here even with its site-packages)."""
+    if not shutil.which(SYSTEM_PYTHON):
+        pytest.skip(f"no {SYSTEM_PYTHON}")
+    proc = subprocess.run([SYSTEM_PYTHON, "-S", "-c", "import dns"], capture_output=True, text=True, check=False)
+    assert proc.returncode != 0 and "No module named 'dns'" in proc.stderr
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_any_reply_reaches_but_only_an_answer_resolves(pyz, resolver, python):
+    """A resolver that replies with something that is no DNS answer (the lab's decoy echoes
+    on UDP 53) was reached: the way out is open, and a block check must fail on it; a name
+    cannot be looked up there."""
+    rc, verdict = run(python, pyz, "dns", resolver.address, "echo.lab")
+    assert (rc, verdict["reached"]) == (0, True) and verdict["detail"].startswith("a reply that is not a DNS answer"), verdict

@@ -1,66 +1,76 @@
 #!/usr/bin/env python3
 """Tell whether this host (or container) can reach a destination; print one JSON line.
 
-    reach.py tcp HOST PORT [RESOLVER]   TCP connect
-    reach.py udp HOST PORT [RESOLVER]   UDP datagram that the decoy answers
+    reach.pyz tcp HOST PORT [RESOLVER]   TCP connect
+    reach.pyz udp HOST PORT [RESOLVER]   UDP datagram that the decoy answers
                                   (RESOLVER: look a HOST name up there, not in resolv.conf)
-    reach.py dns RESOLVER NAME    a DNS A query sent straight to RESOLVER
-    reach.py http URL [BEARER]    an HTTP GET; any HTTP status counts as reached
+    reach.pyz dns RESOLVER NAME    a DNS A query sent straight to RESOLVER; any reply (an
+                                  answer whatever its rcode, or not a DNS answer at all)
+                                  counts as reached
+    reach.pyz http URL [BEARER]    an HTTP GET; any HTTP status counts as reached
 
-Exit status 0 = reached, 1 = not reached (blocked, refused or timed out), 2 = usage error.
-Used by playbooks/validate.yml on the OpenHands host and inside sandbox containers, so it
-needs nothing but a Python 3 standard library.
+Exit status 0 = reached, 1 = not reached (blocked, refused or timed out), 2 = usage error,
+3 = the probe itself failed (a bug, or dnspython failing on this Python): neither reached
+nor not, so that no block check passes on a probe that never ran ("reached": null).
+Used by playbooks/validate.yml on the OpenHands host and inside sandbox containers, which
+may not have dnspython: the playbook ships this file as the __main__ of one zipapp,
+reach.pyz, beside the controller's own pinned dnspython (tools/probes/build_reach.py).
+So it needs a Python 3 standard library and nothing else on the target.
 """
 from __future__ import annotations
 
 import json
 import os
 import socket
-import struct
 import sys
 import urllib.error
 import urllib.request
 
 TIMEOUT = float(os.environ.get("REACH_TIMEOUT", "5"))
 
-
-def _query(resolver: str, name: str) -> bytes:
-    query = struct.pack(">HHHHHH", 0x4A4C, 0x0100, 1, 0, 0, 0)
-    query += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00"
-    query += struct.pack(">HH", 1, 1)
-    sock = socket.socket(socket.AF_INET6 if ":" in resolver else socket.AF_INET, socket.SOCK_DGRAM)
-    sock.settimeout(TIMEOUT)
-    sock.sendto(query, (resolver, 53))
-    data, _ = sock.recvfrom(1500)
-    return data
+# dnspython is imported by the DNS code only: the other probes start faster without it (a
+# zipapp's modules are compiled at every start) and need nothing but the standard library.
 
 
-def _skip_name(data: bytes, at: int) -> int:
-    while data[at]:
-        if data[at] & 0xC0 == 0xC0:
-            return at + 2
-        at += data[at] + 1
-    return at + 1
+class DNSError(OSError):
+    """No usable answer from the resolver: a timeout, or a reply that is not this query's."""
+
+
+class NotAnAnswer(DNSError):
+    """A reply came back, but it is not a DNS answer to this query (a decoy's echo, say)."""
+
+
+def _query(resolver: str, name: str):
+    """RESOLVER's answer (a dns.message.Message) to an A query for NAME over UDP; dnspython
+    checks that the reply answers this query (its id and question)."""
+    import dns.exception
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+
+    try:
+        return dns.query.udp(dns.message.make_query(name, dns.rdatatype.A), resolver, timeout=TIMEOUT)
+    except dns.exception.Timeout as err:
+        raise DNSError(f"{type(err).__name__}: {err}") from err
+    except dns.exception.DNSException as err:
+        raise NotAnAnswer(f"{type(err).__name__}: {err}") from err
 
 
 def lookup(host: str, resolver: str | None) -> str:
     """HOST itself when it is an address or no RESOLVER is given; else its first A record
-    as RESOLVER answers it."""
+    as RESOLVER answers it (after any CNAME)."""
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
         return host
     except OSError:
         if not resolver:
             return host
-    data = _query(resolver, host)
-    answers, at = struct.unpack(">H", data[6:8])[0], _skip_name(data, 12) + 4
-    for _ in range(answers):
-        at = _skip_name(data, at)
-        rtype, _, _, length = struct.unpack(">HHIH", data[at:at + 10])
-        at += 10
-        if rtype == 1 and length == 4:
-            return socket.inet_ntoa(data[at:at + 4])
-        at += length
+    import dns.rdatatype
+
+    for rrset in _query(resolver, host).answer:
+        if rrset.rdtype == dns.rdatatype.A:
+            for rdata in rrset:
+                return rdata.address
     raise OSError(f"{resolver} has no address for {host}")
 
 
@@ -78,8 +88,18 @@ def udp(host: str, port: str, resolver: str | None = None) -> str:
     return f"answer {len(data)} bytes"
 
 
-def dns(resolver: str, name: str) -> str:
-    return f"answer {len(_query(resolver, name))} bytes"
+def dns_probe(resolver: str, name: str) -> str:
+    """Any reply from RESOLVER counts as reached: an answer, whatever its rcode, or a datagram
+    that is no answer to this query (the way out is open all the same: a block check must not
+    pass on a resolver that replies oddly); only no reply at all (timeout, refused send) is
+    not reached."""
+    import dns.rcode
+
+    try:
+        reply = _query(resolver, name)
+    except NotAnAnswer as err:
+        return f"a reply that is not a DNS answer to this query ({err})"
+    return f"answer {dns.rcode.to_text(reply.rcode())}, {sum(len(rrset) for rrset in reply.answer)} records"
 
 
 def http(url: str, bearer: str = "") -> str:
@@ -94,7 +114,7 @@ def http(url: str, bearer: str = "") -> str:
 
 
 def main(argv: list[str]) -> int:
-    probes = {"tcp": tcp, "udp": udp, "dns": dns, "http": http}
+    probes = {"tcp": tcp, "udp": udp, "dns": dns_probe, "http": http}
     if len(argv) < 3 or argv[1] not in probes:
         print(__doc__, file=sys.stderr)
         return 2
@@ -102,8 +122,10 @@ def main(argv: list[str]) -> int:
         detail, reached = probes[argv[1]](*argv[2:]), True
     except (OSError, ValueError) as err:
         detail, reached = f"{type(err).__name__}: {err}", False
+    except Exception as err:  # noqa: BLE001 - any other failure is the probe's own, not the network's
+        detail, reached = f"the probe failed: {type(err).__name__}: {err}", None
     print(json.dumps({"probe": argv[1], "target": argv[2:3] + argv[3:4], "reached": reached, "detail": detail}))
-    return 0 if reached else 1
+    return {True: 0, False: 1, None: 3}[reached]
 
 
 if __name__ == "__main__":

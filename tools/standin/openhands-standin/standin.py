@@ -137,23 +137,25 @@ def probe_udp(host: str, port: int, timeout: float = 3.0) -> dict:
 
 
 def dns_query(server: str, name: str, qtype: int = 1, timeout: float = 3.0) -> dict:
-    """One query over UDP with dnspython (the distribution's python3-dnspython: in the image,
-    and on the hosts that run these probes); imported here, so that the other probes run
-    on a host without it."""
-    import dns.message  # noqa: PLC0415
-    import dns.query  # noqa: PLC0415
+    """One query over UDP by tools/standin/fake-dns/dns_query.py (the one DNS query code of
+    the tests: beside this file in the image, /opt/standin, and on the Molecule hosts,
+    /usr/local/lib/airlock-test), in this probe API's shape: {"ok": rcode is NOERROR,
+    "rcode": int, "answers": [addresses]}, or {"ok": False, "error": ...} without an answer
+    (blocked, refused, timed out). It needs dnspython (the distribution's python3-dnspython:
+    in the image, and on the hosts that run these probes): imported here, so that the other
+    probes run on a host without it."""
+    import dns.rcode  # noqa: PLC0415
     import dns.rdatatype  # noqa: PLC0415
+    from dns_query import query  # noqa: PLC0415
 
-    query = dns.message.make_query(name, qtype)
     try:
-        # dnspython checks that the answer is the response to this query (id and question).
-        response = dns.query.udp(query, server, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001
+        result = query(server, name, dns.rdatatype.to_text(qtype), timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - e.g. a reply that is not this query's: no answer
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    answers = [rdata.address for rrset in response.answer
-               if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) for rdata in rrset]
-    rcode = response.rcode()
-    return {"ok": rcode == 0, "rcode": int(rcode), "answers": answers}
+    if result["outcome"] != "answer":
+        return {"ok": False, "error": result["error"]}
+    rcode = dns.rcode.from_text(result["rcode"])
+    return {"ok": rcode == dns.rcode.NOERROR, "rcode": int(rcode), "answers": result["answers"]}
 
 
 def probe_ping(host: str) -> dict:
