@@ -5,6 +5,7 @@ dnspython, run as validate.yml runs it against a resolver on loopback, by a Pyth
 dnspython installed and by one with no site-packages at all."""
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -18,6 +19,8 @@ import dns.message
 import dns.rcode
 import dns.rrset
 import pytest
+import yaml
+from packaging.specifiers import SpecifierSet
 
 from helpers.fake_resolver import FakeResolver
 from helpers.modules import load_module
@@ -106,14 +109,54 @@ def listener():
     sock.close()
 
 
-# The venv's Python (dnspython installed: the zipapp's copy comes first) and the system's
+# The Python of the oldest host release the inventories deploy: Ubuntu 22.04, the AWS
+# inventory's default image. The probe's dnspython must run on it.
+HOST_PYTHONS = {"jammy-22.04": "3.10", "noble-24.04": "3.12", "bookworm": "3.11"}
+OLDEST_HOST_PYTHON = "python3.10"
+
+
+def _oldest_host_python() -> str | None:
+    """A python3.10 that runs: on the PATH, or one of pyenv's versions (whose shim on the
+    PATH runs only where that version is selected)."""
+    candidates = [shutil.which(OLDEST_HOST_PYTHON)]
+    if shutil.which("pyenv"):
+        versions = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False).stdout
+        for version in (v.strip() for v in versions.splitlines() if v.strip().startswith("3.10.")):
+            prefix = subprocess.run(["pyenv", "prefix", version], capture_output=True, text=True, check=False).stdout.strip()
+            candidates.append(str(Path(prefix) / "bin" / OLDEST_HOST_PYTHON) if prefix else None)
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "-c", ""], capture_output=True, check=False).returncode == 0:
+            return candidate
+    return None
+
+
+OLDEST_HOST_PYTHON_PATH = _oldest_host_python()
+
+# The venv's Python (dnspython installed: the zipapp's copy comes first), the system's
 # Python with no site-packages at all (-S: the zipapp alone must do, as on a host or in a
-# sandbox image without dnspython).
+# sandbox image without dnspython), and, where this machine has one, the oldest host's
+# Python version, also without site-packages.
 PYTHONS = [
     pytest.param([sys.executable], id="venv-python"),
     pytest.param([SYSTEM_PYTHON, "-S"], id="system-python-no-site-packages",
                  marks=pytest.mark.skipif(not shutil.which(SYSTEM_PYTHON), reason=f"no {SYSTEM_PYTHON}")),
+    pytest.param([OLDEST_HOST_PYTHON_PATH, "-S"], id="oldest-host-python-no-site-packages",
+                 marks=pytest.mark.skipif(not OLDEST_HOST_PYTHON_PATH, reason=f"no {OLDEST_HOST_PYTHON} that runs")),
 ]
+
+
+def test_the_shipped_dnspython_admits_the_oldest_host_python():
+    """validate.yml ships the controller's dnspython to the hosts (reach.pyz): its declared
+    Python range must admit the Python of the AWS inventory's default image (dnspython 2.9
+    needs 3.11, Ubuntu 22.04 has 3.10; requirements.in pins the newest that admits it)."""
+    ami = yaml.safe_load((ROOT / "inventories" / "aws" / "group_vars" / "all.yml").read_text())["airlock_aws_ami_name_filter"]
+    releases = [release for release in HOST_PYTHONS if release in ami]
+    assert releases, f"the AWS image filter {ami!r} names no release this test knows the Python of"
+    host_python = HOST_PYTHONS[releases[0]]
+    assert f"python{host_python}" == OLDEST_HOST_PYTHON or host_python > OLDEST_HOST_PYTHON[6:], (host_python, OLDEST_HOST_PYTHON)
+    requires = importlib.metadata.metadata("dnspython")["Requires-Python"]
+    assert host_python in SpecifierSet(requires), (
+        f"dnspython {importlib.metadata.version('dnspython')} requires Python {requires}: the AWS hosts' {host_python} cannot run the probe")
 
 
 def run(python: list[str], pyz: Path, *args: str) -> tuple[int, dict]:

@@ -10,8 +10,8 @@ playbooks/validate.yml runs this on the controller with the Python that runs Ans
 The archive is the same bytes for the same inputs (fixed timestamps, sorted entries), so
 shipping it again changes nothing.
 
-dnspython 2.9 declares Python >= 3.11, which Ubuntu 22.04's 3.10 does not meet: see
-docs/operations.md, "The reachability probe".
+The pinned dnspython (2.8) declares Python >= 3.10, the oldest host's (Ubuntu 22.04); 2.9
+needs 3.11. See docs/operations.md, "The reachability probe".
 """
 from __future__ import annotations
 
