@@ -337,3 +337,25 @@ def test_the_machine_section_names_the_engines_container_runtime():
     assert "(container runtime crun)" in text
     older = result(lambda r: r["machine"].pop("docker_runtime"))
     assert "(container runtime not recorded)" in report.render(older)
+
+
+def test_a_plays_time_is_read_off_the_runs_clock_under_any_strategy():
+    """profile_log's per-play seconds: the free strategy (site.yml's preflight) prints a task's
+    header after profile_tasks' line, so summing the lines under headers would leave that
+    play near 0 s; the run's clock gives each play its whole span, the last one to the end."""
+    last = [0.0]
+
+    def clock(s: float) -> str:  # profile_tasks' line: the previous task's length, the clock
+        delta, last[0] = s - last[0], s
+        return f"Wednesday 02 December 2026  19:23:00 +0000 (0:00:{delta:06.3f})       0:00:{s:06.3f} **** \n"
+
+    log = ("PLAY [Preflight] ****\n" + clock(0.5) + clock(0.6)
+           + "\nTASK [Gathering Facts] ****\nok: [a]\n" + clock(2.0)
+           + "\nTASK [x : Check] ****\nok: [b]\n" + clock(5.5)
+           + "\nPLAY [Proxy tier] ****\n" + clock(5.6) + "\nTASK [nginx_proxy : Render] ****\n" + clock(6.0)
+           + "ok: [a]\n\nTASK [nginx_proxy : Reload] ****\n" + clock(9.0)
+           + "ok: [a]\n\nPLAY RECAP ****\n\nTASKS RECAP ****\n" + clock(10.0))
+    prof = measure.profile_log(log)
+    assert prof["plays"] == pytest.approx({"Preflight": 5.1, "Proxy tier": 4.4})
+    # Roles from the headers the linear strategy prints first: nginx_proxy's Render took 3 s.
+    assert prof["roles"]["nginx_proxy"][0] == pytest.approx(3.0)

@@ -317,29 +317,44 @@ def bench_task_cost(lab: Lab, reps: int, n: int) -> dict:
 TASK_HEADER = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<name>.+?)\] \*+\n.*?\((?P<h>\d+):(?P<m>\d+):(?P<s>[0-9.]+)\)",
                          re.MULTILINE)
 PLAY_HEADER = re.compile(r"^PLAY \[(?P<name>.+?)\] \*+$", re.MULTILINE)
+# profile_tasks' line at each task start: the previous task's length, then the run's clock.
+CLOCK = re.compile(r"\(\d+:\d+:[0-9.]+\)\s+(?P<h>\d+):(?P<m>\d+):(?P<s>[0-9.]+) \*+ *$", re.MULTILINE)
+
+
+def _secs(m: re.Match) -> float:
+    return int(m.group("h")) * 3600 + int(m.group("m")) * 60 + float(m.group("s"))
 
 
 def profile_log(text: str) -> dict:
-    """Seconds per role and per play of a playbook log (profile_tasks prints, before each task,
-    how long the previous one took)."""
+    """Seconds per role and per play of a playbook log. profile_tasks prints, at each task
+    start, how long the previous one took and the run's clock. A role's share is the length
+    of each task under its header (the header comes first under the linear strategy; under
+    the free strategy it may come after the line, so those tasks are not counted). A play's
+    share is read off the run's clock, from its first line to the next play's (or the run's
+    last), which holds under any strategy."""
     events = sorted([(m.start(), "task", m) for m in TASK_HEADER.finditer(text)] +
                     [(m.start(), "play", m) for m in PLAY_HEADER.finditer(text)], key=lambda e: e[0])
     roles: dict[str, list] = {}
-    plays: dict[str, float] = {}
-    prev_task, play = None, None
+    prev_task = None
     for _, kind, m in events:
         if kind == "play":
-            play = m.group("name")
-            plays.setdefault(play, 0.0)
             continue
-        secs = int(m.group("h")) * 3600 + int(m.group("m")) * 60 + float(m.group("s"))
         if prev_task is not None:
-            role = prev_task[0].split(" : ")[0] if " : " in prev_task[0] else "(play level)"
+            role = prev_task.split(" : ")[0] if " : " in prev_task else "(play level)"
             roles.setdefault(role, [0.0, 0])
-            roles[role][0] += secs
+            roles[role][0] += _secs(m)
             roles[role][1] += 1
-            plays[prev_task[1]] = plays.get(prev_task[1], 0.0) + secs
-        prev_task = (m.group("name"), play)
+        prev_task = m.group("name")
+    clocks = [(m.start(), _secs(m)) for m in CLOCK.finditer(text)]
+    starts = []  # (play, its clock at its first line)
+    for m in PLAY_HEADER.finditer(text):
+        first = next((c for at, c in clocks if at > m.start()), None)
+        if first is not None:
+            starts.append((m.group("name"), first))
+    plays: dict[str, float] = {}
+    for i, (play, begin) in enumerate(starts):
+        end = starts[i + 1][1] if i + 1 < len(starts) else clocks[-1][1]
+        plays[play] = plays.get(play, 0.0) + max(end - begin, 0.0)
     return {"roles": roles, "plays": plays}
 
 
