@@ -7,12 +7,15 @@ from __future__ import annotations
 import random
 import socket
 import threading
+from pathlib import Path
 
 import dns.message
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
 import pytest
+
+from helpers.modules import load_module
+
+# The answers are the test resolver's own (tools/standin/fake-dns/fake_dns.py).
+FAKE_DNS = load_module(Path(__file__).resolve().parents[2] / "tools" / "standin" / "fake-dns" / "fake_dns.py")
 
 
 class FakeResolver:
@@ -23,6 +26,7 @@ class FakeResolver:
 
     def __init__(self, records: dict[str, list[str] | str | None]):
         self.records = records
+        self.addresses = {name: value for name, value in records.items() if isinstance(value, list)}
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for _ in range(20):
             self.address = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
@@ -44,22 +48,14 @@ class FakeResolver:
                 wire, peer = self.sock.recvfrom(4096)
             except OSError:
                 return
-            query = dns.message.from_wire(wire)
-            question = query.question[0]
-            name = question.name.to_text(omit_final_dot=True)
+            name = dns.message.from_wire(wire).question[0].name.to_text(omit_final_dot=True)
             addresses = self.records.get(name, [])
             if addresses is None:
                 continue
             if addresses == "echo":
                 self.sock.sendto(b"decoy echo: " + wire, peer)
                 continue
-            response = dns.message.make_response(query)
-            if name not in self.records:
-                response.set_rcode(dns.rcode.NXDOMAIN)
-            family = [a for a in addresses if (":" in a) == (question.rdtype == dns.rdatatype.AAAA)]
-            if family and question.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-                response.answer.append(dns.rrset.from_text_list(question.name, 60, "IN", question.rdtype, family))
-            self.sock.sendto(response.to_wire(), peer)
+            self.sock.sendto(FAKE_DNS.respond(wire, self.addresses), peer)
 
     def close(self):
         self.sock.close()

@@ -29,6 +29,18 @@ TTL = 5
 
 
 def answer(data: bytes, records_file: str) -> bytes:
+    """The answer to the query DATA from the records in RECORDS_FILE, read now."""
+    try:
+        with open(records_file, encoding="utf-8") as fh:
+            records = json.load(fh)
+    except (OSError, ValueError):
+        records = {}
+    return respond(data, records)
+
+
+def respond(data: bytes, records: dict[str, list[str]]) -> bytes:
+    """The answer to the query DATA from RECORDS (name -> addresses): the name's A or AAAA
+    addresses, NOERROR without them, NXDOMAIN for a name it does not hold."""
     query = dns.message.from_wire(data)
     response = dns.message.make_response(query)
     response.flags |= dns.flags.AA
@@ -37,11 +49,7 @@ def answer(data: bytes, records_file: str) -> bytes:
         return response.to_wire()
     question = query.question[0]
     name = question.name.to_text(omit_final_dot=True).lower()
-    try:
-        with open(records_file, encoding="utf-8") as fh:
-            records = {k.lower().rstrip("."): v for k, v in json.load(fh).items()}
-    except (OSError, ValueError):
-        records = {}
+    records = {k.lower().rstrip("."): v for k, v in records.items()}
     if name not in records:
         response.set_rcode(dns.rcode.NXDOMAIN)
         return response.to_wire()
