@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import shlex
 
 import pytest
 import testinfra
@@ -205,22 +204,10 @@ def test_ssh_port_from_the_proxy_only():
 
 def test_websocket_from_the_proxy():
     """The app's websocket opens (101) from the proxy and echoes a text frame. The client is
-    the websockets library (python3-websockets on the proxy, Debian 12's 10.4): a handshake
-    answered with anything but 101 raises."""
-    script = r"""
-import asyncio
-try:  # websockets >= 13: the asyncio implementation
-    from websockets.asyncio.client import connect
-except ImportError:  # older releases (Debian 12 ships 10.4): the legacy one
-    from websockets.client import connect
-async def main():
-    async with connect("ws://%s:3000/sockets/events", open_timeout=10, close_timeout=2) as ws:
-        print("HTTP/1.1 101 Switching Protocols")
-        await ws.send("hi")
-        print(await asyncio.wait_for(ws.recv(), 10))
-asyncio.run(main())
-""" % SERVER_IP
-    assert proxy.check_output(f"python3 -c {shlex.quote(script)}") == "HTTP/1.1 101 Switching Protocols\nstand-in echo: hi"
+    tools/probes/ws_client.py (the websockets library: python3-websockets on the proxy,
+    Debian 12's 10.4): a handshake answered with anything but 101 prints that status."""
+    out = proxy.check_output(f"ws-client {SERVER_IP} /sockets/events --scheme ws --port 3000 --message hi")
+    assert out == "HTTP/1.1 101 Switching Protocols\nstand-in echo: hi"
 
 
 # ----------------------------------------------------------------------------- deployment

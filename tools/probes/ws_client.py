@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Websocket test client (the websockets library, the distribution's python3-websockets):
-opens wss://HOST:PORT/PATH, optionally with a Basic login or a Cookie header (a session),
-prints the HTTP status line of the handshake's answer and, after a 101, the echo of one
-text frame. Exit code 0 only for 101 and a matching echo."""
+opens wss://HOST:PORT/PATH (ws:// with --scheme ws), optionally with a Basic login or a
+Cookie header (a session), prints the HTTP status line of the handshake's answer and, after
+a 101, the echo of one text frame. Exit code 0 only for 101 and a matching echo. The
+Molecule scenarios install it on their client hosts: nginx_proxy (through the proxy) and
+server_tier (from the proxy host straight to the app)."""
 import argparse
 import asyncio
 import base64
@@ -30,8 +32,9 @@ async def exchange(args) -> int:
     if args.cookie:
         headers["Cookie"] = args.cookie
     try:
-        async with connect(f"wss://{args.host}:{args.port}{args.path}", ssl=ctx, open_timeout=10,
-                           close_timeout=2, **{HEADERS: headers}) as ws:
+        tls = {"ssl": ctx} if args.scheme == "wss" else {}
+        async with connect(f"{args.scheme}://{args.host}:{args.port}{args.path}", open_timeout=10,
+                           close_timeout=2, **tls, **{HEADERS: headers}) as ws:
             print("HTTP/1.1 101 Switching Protocols")
             await ws.send(args.message)
             data = await asyncio.wait_for(ws.recv(), 10)
@@ -49,6 +52,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("host")
     ap.add_argument("path")
+    ap.add_argument("--scheme", choices=("wss", "ws"), default="wss")
     ap.add_argument("--port", type=int, default=443)
     ap.add_argument("--user")
     ap.add_argument("--password")
