@@ -104,9 +104,12 @@ def test_valid_input_passes_the_preflight_and_changes_nothing(tmp_path):
 def test_an_unreachable_host_stops_the_run_before_any_host_changes(tmp_path, monkeypatch):
     """A host the preflight cannot reach (SSH to a closed port on this machine) is out of the
     run like a refused one: the verdict stops the others before the tier plays, whose first
-    play would otherwise start on the proxy (the control: the valid run above goes on)."""
+    play would otherwise start on the proxy. The control, first: the same inventory with that
+    host reachable goes on to the tier plays."""
     # No facts from this session's cache: with them, nothing would need to reach the host.
     monkeypatch.setenv("ANSIBLE_CACHE_PLUGIN", "ansible.builtin.memory")
+    control = site(tmp_path / "control", {}, "--tags", "airlock_preflight")
+    assert control.returncode == 0 and "PLAY [Proxy tier" in control.stdout, control.stdout[-3000:]
     unreachable = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9,
                    "ansible_ssh_common_args": "-o ConnectTimeout=3 -o StrictHostKeyChecking=no"}
     res = site(tmp_path, unreachable, "--tags", "airlock_preflight")
