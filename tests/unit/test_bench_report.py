@@ -6,7 +6,10 @@ result, and the template's static text holds no digit but those of names."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -359,3 +362,35 @@ def test_a_plays_time_is_read_off_the_runs_clock_under_any_strategy():
     assert prof["plays"] == pytest.approx({"Preflight": 5.1, "Proxy tier": 4.4})
     # Roles from the headers the linear strategy prints first: nginx_proxy's Render took 3 s.
     assert prof["roles"]["nginx_proxy"][0] == pytest.approx(3.0)
+
+
+def test_the_task_times_callback_times_each_result_on_its_own_host(tmp_path):
+    """Under the free strategy (site.yml's tiers, side by side) task headers interleave, so the
+    benchmark times each result on its host (tools/bench/callback_plugins). Two hosts run the
+    same role, one of them a longer sleep: each record carries its host, role and own length,
+    and task_times sums them per role. (Loose bounds: the check is which host was slow, never
+    how fast anything is.)"""
+    role = tmp_path / "roles" / "sleeper" / "tasks"
+    role.mkdir(parents=True)
+    (role / "main.yml").write_text("- name: Sleep\n  ansible.builtin.command: sleep {{ nap }}\n  changed_when: false\n"
+                                   "- name: Skip\n  ansible.builtin.debug: {msg: x}\n  when: false\n")
+    (tmp_path / "inv.ini").write_text("slow nap=1.5 ansible_connection=local\nfast nap=0.1 ansible_connection=local\n")
+    (tmp_path / "play.yml").write_text("- hosts: all\n  gather_facts: false\n  strategy: ansible.builtin.free\n"
+                                       "  roles: [sleeper]\n")
+    out = tmp_path / "times.jsonl"
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(tmp_path / "roles"), "AIRLOCK_TASK_TIMES": str(out),
+           "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "tools" / "bench" / "callback_plugins"),
+           "ANSIBLE_CALLBACKS_ENABLED": measure.TASK_TIMES_CALLBACK, "ANSIBLE_PYTHON_INTERPRETER": sys.executable}
+    env.pop("ANSIBLE_CONFIG", None)
+    res = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(tmp_path / "inv.ini"),
+                          str(tmp_path / "play.yml")], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    sleeps = {r["host"]: r["end"] - r["start"] for r in rows if r["task"].endswith("Sleep")}
+    assert sleeps["slow"] >= 1.4 and sleeps["fast"] < sleeps["slow"] - 0.8, rows
+    assert {(r["host"], r["role"], r["status"]) for r in rows} == {
+        (h, "sleeper", s) for h in ("slow", "fast") for s in ("ok", "skipped")}, rows
+    times = measure.task_times(out)
+    assert times["roles"]["sleeper"][1] == 2  # two results, the skipped ones not counted
+    assert times["roles"]["sleeper"][0] >= sleeps["slow"] + sleeps["fast"] - 0.01
+    assert times["top_tasks"][0]["task"] == "sleeper : Sleep (slow)", times["top_tasks"]

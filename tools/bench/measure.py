@@ -72,6 +72,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 PROFILE_LINE = re.compile(r"^(?P<task>.+?)\s-{2,}\s+(?P<secs>[0-9.]+)s$", re.MULTILINE)
+TASK_TIMES_CALLBACK = "airlock_task_times"
 # The benchmark's own lab, beside any other (the user's "lab", the end-to-end test's "e2e").
 BENCH_LAB = {"AIRLOCK_LAB_NAME": "bench", "AIRLOCK_LAB_NET": "10.217",
              "AIRLOCK_LAB_HTTPS_PORT": "38443", "AIRLOCK_LAB_HTTP_PORT": "38080"}
@@ -211,8 +212,14 @@ class Lab:
         return (ROOT / f".{self.name}" / "admin.password").read_text().strip()
 
     def playbook(self, label: str, *args: str, timeout: int = 1800, must_fail: bool = False) -> dict:
+        times = self.logdir / f"{label}.tasks.jsonl"
+        times.unlink(missing_ok=True)
         env = {**os.environ, **self.env, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
-               "ANSIBLE_NOCOLOR": "1", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "25"}
+               "ANSIBLE_NOCOLOR": "1", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "25",
+               # Each result's own time per host (tools/bench/callback_plugins): the tiers run side by side.
+               "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "tools" / "bench" / "callback_plugins"),
+               "ANSIBLE_CALLBACKS_ENABLED": f"{TASK_TIMES_CALLBACK},ansible.posix.profile_tasks,ansible.posix.timer",
+               "AIRLOCK_TASK_TIMES": str(times)}
         start = time.monotonic()
         res = subprocess.run([ANSIBLE_PLAYBOOK, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=timeout)
@@ -224,8 +231,8 @@ class Lab:
             tail = "\n".join((res.stdout + res.stderr).splitlines()[-40:])
             raise RuntimeError(f"ansible-playbook {' '.join(args)} failed (log {label}.log):\n{tail}")
         recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2])} for m in RECAP.findall(res.stdout)}
-        tasks = [{"task": m.group("task").strip(), "secs": float(m.group("secs"))}
-                 for m in PROFILE_LINE.finditer(res.stdout)]
+        tasks = task_times(times)["top_tasks"] if times.exists() else \
+            [{"task": m.group("task").strip(), "secs": float(m.group("secs"))} for m in PROFILE_LINE.finditer(res.stdout)]
         return {"secs": secs, "recap": recap, "module_runs": module_runs(res.stdout), "changed": sum(r["changed"] for r in recap.values()),
                 "ok": sum(r["ok"] for r in recap.values()), "top_tasks": tasks,
                 **({"output": res.stdout + res.stderr} if must_fail else {})}
@@ -356,6 +363,22 @@ def profile_log(text: str) -> dict:
         end = starts[i + 1][1] if i + 1 < len(starts) else clocks[-1][1]
         plays[play] = plays.get(play, 0.0) + max(end - begin, 0.0)
     return {"roles": roles, "plays": plays}
+
+
+def task_times(path: Path, top: int = 25) -> dict:
+    """Each task result's own time on its host (the airlock_task_times callback's JSON lines):
+    seconds and results (not counting skipped ones) per role, summed over the hosts, which
+    run side by side, so the sum may exceed the run's wall time; and the slowest results,
+    each named with its host."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    roles: dict[str, list] = {}
+    for r in rows:
+        acc = roles.setdefault(r["role"] or "(play level)", [0.0, 0])
+        acc[0] += r["end"] - r["start"]
+        acc[1] += r["status"] != "skipped"
+    slow = sorted(rows, key=lambda r: r["start"] - r["end"])[:top]
+    return {"roles": roles,
+            "top_tasks": [{"task": f"{r['task']} ({r['host']})", "secs": round(r["end"] - r["start"], 2)} for r in slow]}
 
 
 def module_runs(log_text: str) -> int:
@@ -1365,12 +1388,15 @@ def rerun_facts(res: dict) -> dict | None:
            "task_results": med.get("ok"), "top_tasks": med["top_tasks"][:12], "roles": [], "plays": [],
            "module_runs": statistics.median([r["module_runs"] for r in reruns]),
            "converge_module_runs": statistics.median([r["module_runs"] for r in convs]) if convs else None,
-           "floor_ms": None, "floor_s": None}
+           "floor_ms": None, "floor_s": None, "per_host": False}
     logf = Path(res.get("logdir", "")) / f"rerun-{med['rep']}.log"
+    timesf = logf.with_suffix(".tasks.jsonl")
     if logf.exists():
         prof = profile_log(logf.read_text())
+        roles = task_times(timesf)["roles"] if timesf.exists() else prof["roles"]
+        out["per_host"] = timesf.exists()
         out["roles"] = [{"role": r, "tasks": n, "secs": t}
-                        for r, (t, n) in sorted(prof["roles"].items(), key=lambda x: -x[1][0])]
+                        for r, (t, n) in sorted(roles.items(), key=lambda x: -x[1][0])]
         out["plays"] = [{"play": name, "secs": t} for name, t in prof["plays"].items()]
     ping = res.get("task_cost", {}).get("ping")
     if ping:
