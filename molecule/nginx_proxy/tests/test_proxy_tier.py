@@ -179,16 +179,21 @@ def test_a_tampered_or_foreign_cookie_is_refused(admin, proxy, alice):
     assert status(admin, url, cookie=forge(b"0" * 64, "alice", 0, 0)) == "401"
 
 
+def converge(playbook: str, extra: dict | None = None) -> subprocess.CompletedProcess:
+    """Run one of the scenario's playbooks with its inventory (and extra variables)."""
+    scenario = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(scenario.parents[1] / "roles"), ANSIBLE_FORCE_COLOR="0")
+    res = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+                          str(scenario / playbook), "-e", json.dumps(extra or {})],
+                         capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    return res
+
+
 def converge_users(users):
     """Run the nginx_proxy role on the htpasswd proxy with `users` as nginx_proxy_users (the
     rest of the scenario's inventory as it is): what a converge after editing the list does."""
-    scenario = Path(__file__).resolve().parents[1]
-    playbook = scenario / "users.yml"
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(scenario.parents[1] / "roles"), ANSIBLE_FORCE_COLOR="0")
-    res = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-                          str(playbook), "-e", json.dumps({"nginx_proxy_users": users})],
-                         capture_output=True, text=True, env=env, timeout=900, check=False)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    converge("users.yml", {"nginx_proxy_users": users})
 
 
 USERS = [{"name": "alice", "password": "alice-test-password-1"}, {"name": "bob", "password": "bob-test-password-22"},
@@ -372,6 +377,24 @@ def test_ufw_is_active_with_default_deny():
     assert "Status: active" in out and "deny (incoming)" in out
     for port in ("22/tcp", "80/tcp", "443/tcp"):
         assert port in out
+
+
+def test_a_ufw_default_changed_by_hand_is_restored_by_the_next_converge():
+    """host_baseline runs `ufw default` only for a policy /etc/default/ufw does not already
+    hold (each call reloads every rule, seconds on every rerun): a policy changed by hand is
+    still found and put back, live. The control: the hand change took (UFW and the kernel's
+    INPUT chain accept), so the converge had something to restore."""
+    proxy = other(PROXY)
+    proxy.check_output("ufw default allow incoming")
+    try:
+        assert "allow (incoming)" in proxy.check_output("ufw status verbose")
+        assert proxy.check_output("iptables -S INPUT").splitlines()[0] == "-P INPUT ACCEPT"
+        res = converge("baseline.yml")
+        assert "changed: [nginx_proxy-proxy] => (item=incoming deny)" in res.stdout, res.stdout[-3000:]
+        assert "deny (incoming)" in proxy.check_output("ufw status verbose")
+        assert proxy.check_output("iptables -S INPUT").splitlines()[0] == "-P INPUT DROP"
+    finally:
+        proxy.run("ufw default deny incoming")
 
 
 def test_ufw_drops_a_client_outside_the_authorized_cidrs(host, admin, proxy):
