@@ -27,7 +27,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 # The first task of each tier role (tasks/main.yml): it ends the play when the run's tags
 # select none of the tier's roles.
-GATE = "End the play when the run's tags select none of this tier's roles"
+TIERS_PLAY = "PLAY [Both tiers side by side"  # site.yml's play of the two tiers
+GATE = "End this host's run of the tier when the run's tags select none of its roles"
 
 GOOD = {
     "airlock_authorized_cidrs": ["203.0.113.0/24"],
@@ -90,15 +91,16 @@ def changed(output: str) -> dict:
 def test_valid_input_passes_the_preflight_and_changes_nothing(tmp_path):
     res = site(tmp_path, {}, "--tags", "airlock_preflight")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    assert "PLAY [Preflight verdict" in res.stdout and "PLAY [Proxy tier" in res.stdout
+    assert "PLAY [Preflight verdict" in res.stdout and TIERS_PLAY in res.stdout
     assert changed(res.stdout) == {"preflight-proxy": 0, "preflight-server": 0, "preflight-server2": 0}, res.stdout[-2000:]
-    # The check alone was asked for: it selects no tier's role, so each tier play ends at its
-    # gate (the preflight plays checked every input), its roles' own copies of the checks do
-    # not run again. Before the gate: Ansible's validation of the tier role's own arguments.
-    tier_plays = res.stdout[res.stdout.index("PLAY [Proxy tier"):res.stdout.index("PLAY RECAP")]
-    assert [re.sub(r" - .*", "", task) for task in re.findall(r"^TASK \[(.*?)\]", tier_plays, re.M)] == [
-        f"{tier} : {task}" for tier in ("proxy_tier", "server_tier")
-        for task in ("Validating arguments against arg spec 'main'", GATE)], tier_plays[-3000:]
+    # The check alone was asked for: it selects no tier's role, so each host's tier ends at
+    # its gate (the preflight plays checked every input), its roles' own copies of the checks
+    # do not run again. Before the gate: Ansible's validation of the tier role's own
+    # arguments, and the tier's own checks (each host skips the other tier's).
+    tier_play = res.stdout[res.stdout.index(TIERS_PLAY):res.stdout.index("PLAY RECAP")]
+    tasks = [re.sub(r" - .*", "", task) for task in re.findall(r"^TASK \[(.*?)\]", tier_play, re.M)]
+    assert {f"{tier} : {GATE}" for tier in ("proxy_tier", "server_tier")} <= set(tasks), tier_play[-3000:]
+    assert all(t.startswith(("proxy_tier : ", "server_tier : ")) for t in tasks), tasks
 
 
 def test_an_unreachable_host_stops_the_run_before_any_host_changes(tmp_path, monkeypatch):
@@ -109,14 +111,14 @@ def test_an_unreachable_host_stops_the_run_before_any_host_changes(tmp_path, mon
     # No facts from this session's cache: with them, nothing would need to reach the host.
     monkeypatch.setenv("ANSIBLE_CACHE_PLUGIN", "ansible.builtin.memory")
     control = site(tmp_path / "control", {}, "--tags", "airlock_preflight")
-    assert control.returncode == 0 and "PLAY [Proxy tier" in control.stdout, control.stdout[-3000:]
+    assert control.returncode == 0 and TIERS_PLAY in control.stdout, control.stdout[-3000:]
     unreachable = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9,
                    "ansible_ssh_common_args": "-o ConnectTimeout=3 -o StrictHostKeyChecking=no"}
     res = site(tmp_path, unreachable, "--tags", "airlock_preflight")
     out = res.stdout + res.stderr
     assert res.returncode != 0, out[-3000:]
     assert re.search(r"^preflight-server\s*:.*unreachable=1", res.stdout, re.M), res.stdout[-2000:]
-    assert "PLAY [Proxy tier" not in out, "a tier play started after a host was unreachable"
+    assert TIERS_PLAY not in out, "a tier play started after a host was unreachable"
     assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
 
 
@@ -152,7 +154,7 @@ def assert_refused_naming(res: subprocess.CompletedProcess, variable: str, role_
     assert res.returncode != 0
     assert variable in out, out[-4000:]
     assert re.search(rf"{role_variable} is set from [a-z0-9_, ]*\b{airlock}\b", out), out[-4000:]
-    assert "PLAY [Proxy tier" not in out, "the proxy tier's play started before the input was refused"
+    assert TIERS_PLAY not in out, "the proxy tier's play started before the input was refused"
     assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
 
 
@@ -193,7 +195,11 @@ def test_a_proxy_tier_mistake_names_the_airlock_value_behind_it(tmp_path, extra,
      "argument 'openhands_health_retries' is of type str and we were unable to convert to int"),
     ("proxy", {"nginx_proxy_htpasswd_hash_scheme": "md5"},
      "value of nginx_proxy_htpasswd_hash_scheme must be one of: sha512_crypt, sha256_crypt, bcrypt, got: md5"),
-], ids=["server-choice", "server-type", "proxy-choice"])
+    # The tier's own value (server_tier's tasks/assert.yml and its preflight spec).
+    ("openhands", {"server_tier_proxy_wait_timeout": "soon"},
+     "argument 'server_tier_proxy_wait_timeout' is of type str and we were unable to convert to int"),
+    ("openhands", {"server_tier_proxy_wait_timeout": 0}, "server_tier_proxy_wait_timeout is 0: it must be a whole"),
+], ids=["server-choice", "server-type", "proxy-choice", "tier-type", "tier-value"])
 def test_a_value_its_roles_argument_specs_refuse_is_refused_in_the_preflight(tmp_path, tier, values, message):
     """A value of the wrong type, or not one of its choices, that no check of the role's
     tasks/assert.yml looks at: refused by the role's argument specs (meta/argument_specs.yml,
@@ -209,7 +215,7 @@ def test_a_value_its_roles_argument_specs_refuse_is_refused_in_the_preflight(tmp
         res = site(tmp_path, {}, "--tags", "airlock_preflight", group_overrides={tier: values})
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "PLAY [Proxy tier" not in out, "the proxy tier's play started before the input was refused"
+    assert TIERS_PLAY not in out, "the proxy tier's play started before the input was refused"
     assert message in out, out[-4000:]
     # The inventory set the role's own variable, which the shared mapping does not set: no
     # airlock_* value is named for it (the control of the test above).
@@ -227,7 +233,7 @@ def test_an_admin_list_that_exempts_every_authorized_address_is_refused(tmp_path
     out = res.stdout + res.stderr
     if refused:
         assert res.returncode != 0 and "airlock_admin_cidrs covers every entry of airlock_authorized_cidrs" in out, out[-3000:]
-        assert "PLAY [Proxy tier" not in out
+        assert TIERS_PLAY not in out
     else:
         assert res.returncode == 0, out[-3000:]
 
@@ -254,7 +260,7 @@ def test_a_never_ban_entry_of_prefix_length_0_is_refused_naming_airlock_admin_ci
         assert res.returncode != 0, out[-3000:]
         assert f"airlock_admin_cidrs (fail2ban_ignoreip) holds {refused}, which covers every IPv4 or IPv6 address" in out, \
             out[-3000:]
-        assert "PLAY [Proxy tier" not in out
+        assert TIERS_PLAY not in out
         assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
     else:
         assert res.returncode == 0, out[-3000:]
@@ -329,7 +335,7 @@ def test_an_inventory_override_reaches_the_role_through_site_yml(tmp_path):
     res = site(tmp_path, {}, "--tags", "airlock_preflight", group_overrides={"proxy": {"monitoring_sinks": [{"type": "pager"}]}})
     out = res.stdout + res.stderr
     assert res.returncode != 0 and "monitoring_sinks[0].type: unknown sink type pager" in out, out[-3000:]
-    assert "PLAY [Proxy tier" not in out
+    assert TIERS_PLAY not in out
 
 
 @pytest.mark.parametrize("extra,variable", [
@@ -344,7 +350,7 @@ def test_a_package_relay_mistake_is_refused_before_any_change(tmp_path, extra, v
     res = site(tmp_path, {}, "--tags", "airlock_preflight", "-e", json.dumps(extra))
     out = res.stdout + res.stderr
     assert res.returncode != 0 and variable in out, out[-3000:]
-    assert "PLAY [Proxy tier" not in out
+    assert TIERS_PLAY not in out
     assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
 
 
@@ -434,7 +440,7 @@ def test_a_log_shipper_mistake_is_refused_in_the_preflight(tmp_path):
     res = site(tmp_path, {}, "--tags", "airlock_preflight", "-e", json.dumps(extra))
     out = res.stdout + res.stderr
     assert res.returncode != 0 and "log_shipper_region: 'nowhere' is not an AWS region" in out, out[-3000:]
-    assert "PLAY [Proxy tier" not in out
+    assert TIERS_PLAY not in out
     assert all(n == 0 for n in changed(res.stdout).values()), res.stdout[-2000:]
     ok = site(tmp_path / "ok", {}, "--tags", "airlock_preflight", "-e", json.dumps({"airlock_evidence_cloudwatch": EVIDENCE}))
     assert ok.returncode == 0, (ok.stdout + ok.stderr)[-3000:]
@@ -538,28 +544,29 @@ def test_the_aws_inventory_refuses_a_self_signed_certificate_until_acknowledged(
     else:
         assert res.returncode != 0
         assert "nginx_proxy_tls_mode is selfsigned and nginx_proxy_selfsigned_acknowledged is false" in out, out[-3000:]
-        assert "PLAY [Proxy tier" not in out
+        assert TIERS_PLAY not in out
 
 
-@pytest.mark.parametrize("tags,limit,plays", [
-    ("nginx_proxy", "openhands", ["OpenHands server tier"]),     # a proxy drift fix: the server's play
-    ("egress_firewall_ruleset", "proxy", ["Proxy tier"]),        # a server drift fix: the proxy's play
-    ("aws_network", "all", ["Proxy tier", "OpenHands server tier"]),  # neither tier's
+@pytest.mark.parametrize("tags,limit,tiers", [
+    ("nginx_proxy", "openhands", ["server_tier"]),               # a proxy drift fix: the server's tier
+    ("egress_firewall_ruleset", "proxy", ["proxy_tier"]),        # a server drift fix: the proxy's tier
+    ("aws_network", "all", ["proxy_tier", "server_tier"]),       # neither tier's
 ])
-def test_a_tier_play_ends_at_once_when_the_tags_select_none_of_its_roles(tmp_path, tags, limit, plays):
-    """A drift fix of one tier's role (`--tags nginx_proxy`) runs the other tier's play too:
-    that play ends at its first task instead of running its roles' argument checks and OS
-    values for nothing. Limited to the tier whose roles the tags do not select (and in check
-    mode), so this machine is never configured whatever the gate lets through.
+def test_a_tier_ends_at_once_when_the_tags_select_none_of_its_roles(tmp_path, tags, limit, tiers):
+    """A drift fix of one tier's role (`--tags nginx_proxy`) runs the other tier's hosts too:
+    there the tier ends at its first task instead of running its roles' argument checks and
+    OS values for nothing. Limited to the tier whose roles the tags do not select (and in
+    check mode), so this machine is never configured whatever the gate lets through.
     (test_tier_roles.py::test_a_tier_is_selected_by_its_own_roles_tags is the control: a
     tier's own tags select it.)"""
     res = site(tmp_path, {}, "--tags", tags, "--limit", limit, "--check")
     out = res.stdout
     assert res.returncode == 0, out[-4000:] + res.stderr[-2000:]
-    for play in plays:
-        section = out.split(f"PLAY [{play}")[1].split("PLAY [")[0]
-        tasks = re.findall(r"^TASK \[(.*?)\]", section, re.M)
-        assert tasks and tasks[-1].endswith(GATE), f"{play}: the play went on after the gate: {tasks}"
-        # Nothing but the tier play's own first steps ran: no role of the tier started.
-        assert all(t.startswith(("proxy_tier :", "server_tier :")) for t in tasks), tasks
+    section = out.split(TIERS_PLAY)[1].split("PLAY RECAP")[0]
+    tasks = re.findall(r"^TASK \[(.*?)\]", section, re.M)
+    for tier in tiers:
+        own = [t for t in tasks if t.startswith(f"{tier} :")]
+        assert own and own[-1].endswith(GATE), f"{tier}: the tier went on after the gate: {tasks}"
+    # Nothing but the tiers' own first steps ran: no role of a tier started.
+    assert all(t.startswith(("proxy_tier :", "server_tier :")) for t in tasks), tasks
     assert all(n == 0 for n in changed(out).values()), out[-2000:]

@@ -55,10 +55,10 @@ def test_os_values_come_from_set_vars_first_then_the_checks(role):
     (tasks/assert.yml) come next, before any concern; both run under every tag of the role:
     tagged with the role's tag and each of its sub-tags (a drift fix of another role skips
     them), or `always` where main.yml has no tag of its own (aws_enclave, the tiers). Only a
-    tier's gate may come before them: a `meta: end_play` for a run that configures nothing
+    tier's gate may come before them: a `meta: end_host` for a run that configures nothing
     of the tier, which changes nothing either."""
     main = [t for t in tasks(role / "tasks" / "main.yml")]
-    while main and module(main[0]) == "ansible.builtin.meta" and main[0]["ansible.builtin.meta"] == "end_play":
+    while main and module(main[0]) == "ansible.builtin.meta" and main[0]["ansible.builtin.meta"] == "end_host":
         main = main[1:]
     imports = [(t.get("ansible.builtin.import_tasks"), t.get("tags") or []) for t in main]
     has_os_vars = any((role / "vars" / f).exists() for f in OS_VARS)
