@@ -367,13 +367,15 @@ def profile_log(text: str) -> dict:
 
 def host_spans(path: Path) -> list[dict]:
     """Per host of a run: from its first task result's start to its last one's end (its part
-    of the run's wall time), and the sum of its results' own times."""
+    of the run's wall time), the sum of its results' own times, and of its skipped ones."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     out = []
     for host in sorted({r["host"] for r in rows}):
         mine = [r for r in rows if r["host"] == host]
         out.append({"host": host, "span": max(r["end"] for r in mine) - min(r["start"] for r in mine),
-                    "busy": sum(r["end"] - r["start"] for r in mine)})
+                    "busy": sum(r["end"] - r["start"] for r in mine),
+                    "skipped": sum(r["end"] - r["start"] for r in mine if r["status"] == "skipped"),
+                    "skipped_n": sum(r["status"] == "skipped" for r in mine)})
     return out
 
 
